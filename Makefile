@@ -4,7 +4,7 @@
 #                 interop tests, and a short run of every fuzz target
 #   make run      start starlingd on its development defaults
 #   make fuzz     run every fuzz target for FUZZ_TIME seconds (default 600)
-#   make format   apply .clang-format
+#   make format   apply .clang-format (make test checks it)
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD := build
@@ -37,7 +37,7 @@ fuzz-build: deps
 
 # The sanitizer pass runs first; the plain pass runs last so that CTest's
 # summary line of the full run closes the output.
-test: build asan fuzz-build
+test: format-check build asan fuzz-build
 	@echo "== unit and integration tests under ASan/UBSan ($(ASAN_BUILD)) =="
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'interop|fuzz'
 	@echo "== all tests, plain build ($(BUILD)), with fuzz smoke runs =="
@@ -56,8 +56,9 @@ fuzz: fuzz-build
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
-format-check:
-	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+format-check: deps
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') || \
+	    { echo "C sources are not formatted: run 'make format'"; exit 1; }
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define STREAMS "http://etherx.jabber.org/streams"
 #define HDR_CLIENT                                                             \
-    "<stream:stream xmlns='jabber:client' xmlns:stream='" STREAMS             \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='" STREAMS              \
     "' version='1.0'>"
 #define HDR_NONE "<stream:stream xmlns:stream='" STREAMS "' version='1.0'>"
 

@@ -1,4 +1,5 @@
-/* starling: placeholder entry point until its issue lands; says so and exits. */
+/* starling: placeholder entry point until its issue lands; says so and exits.
+ */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,8 @@ int main(int argc, char **argv)
         printf("starling %s\n", STARLING_VERSION_STRING);
         return 0;
     }
-    fprintf(stderr, "starling %s: no commands yet; they arrive with the %s issue.\n",
+    fprintf(stderr,
+            "starling %s: no commands yet; they arrive with the %s issue.\n",
             STARLING_VERSION_STRING, "client");
     return 1;
 }

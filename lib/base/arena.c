@@ -40,7 +40,8 @@ arena_t *arena_new(size_t first_block)
         return NULL;
     a->head = NULL;
     a->footprint = sizeof(*a);
-    a->next_size = first_block < ARENA_MIN_BLOCK ? ARENA_MIN_BLOCK : first_block;
+    a->next_size =
+        first_block < ARENA_MIN_BLOCK ? ARENA_MIN_BLOCK : first_block;
     return a;
 }
 

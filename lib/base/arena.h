@@ -28,7 +28,8 @@ char *arena_strndup(arena_t *a, const char *s, size_t len);
 /* Copies a NUL-terminated string. */
 char *arena_strdup(arena_t *a, const char *s);
 
-/* Total bytes obtained from the system for this arena (for limits and tests). */
+/* Total bytes obtained from the system for this arena (for limits and tests).
+ */
 size_t arena_footprint(const arena_t *a);
 
 #endif

@@ -12,7 +12,10 @@ typedef struct buf {
     size_t cap;
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                               \
+    {                                                                          \
+        NULL, 0, 0                                                             \
+    }
 
 int buf_reserve(buf_t *b, size_t extra);
 int buf_append(buf_t *b, const void *data, size_t len);

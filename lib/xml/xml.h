@@ -22,9 +22,9 @@
 #include "base/buf.h"
 
 #define XML_NS_STREAMS "http://etherx.jabber.org/streams"
-#define XML_NS_XML "http://www.w3.org/XML/1998/namespace"
-#define XML_NS_CLIENT "jabber:client"
-#define XML_NS_SERVER "jabber:server"
+#define XML_NS_XML     "http://www.w3.org/XML/1998/namespace"
+#define XML_NS_CLIENT  "jabber:client"
+#define XML_NS_SERVER  "jabber:server"
 
 /* ---------------------------------------------------------------- trees */
 
@@ -133,17 +133,17 @@ bool xml_node_equal(const xml_node_t *a, const xml_node_t *b);
 
 typedef enum xml_error {
     XML_OK = 0,
-    XML_ERR_NOMEM = -1,                 /* resource-constraint */
-    XML_ERR_NOT_WELL_FORMED = -2,       /* not-well-formed */
-    XML_ERR_RESTRICTED = -3,            /* restricted-xml */
-    XML_ERR_INVALID_NAMESPACE = -4,     /* invalid-namespace */
-    XML_ERR_BAD_NAMESPACE_PREFIX = -5,  /* bad-namespace-prefix */
-    XML_ERR_UNSUPPORTED_ENCODING = -6,  /* unsupported-encoding */
-    XML_ERR_TOO_LARGE = -7,             /* policy-violation */
-    XML_ERR_TOO_DEEP = -8,              /* policy-violation */
-    XML_ERR_TOO_MANY_ATTRS = -9,        /* policy-violation */
-    XML_ERR_BAD_FORMAT = -10,           /* bad-format */
-    XML_ERR_CLOSED = -11,               /* data after the stream's close */
+    XML_ERR_NOMEM = -1,                /* resource-constraint */
+    XML_ERR_NOT_WELL_FORMED = -2,      /* not-well-formed */
+    XML_ERR_RESTRICTED = -3,           /* restricted-xml */
+    XML_ERR_INVALID_NAMESPACE = -4,    /* invalid-namespace */
+    XML_ERR_BAD_NAMESPACE_PREFIX = -5, /* bad-namespace-prefix */
+    XML_ERR_UNSUPPORTED_ENCODING = -6, /* unsupported-encoding */
+    XML_ERR_TOO_LARGE = -7,            /* policy-violation */
+    XML_ERR_TOO_DEEP = -8,             /* policy-violation */
+    XML_ERR_TOO_MANY_ATTRS = -9,       /* policy-violation */
+    XML_ERR_BAD_FORMAT = -10,          /* bad-format */
+    XML_ERR_CLOSED = -11,              /* data after the stream's close */
 } xml_error_t;
 
 /* A short English description of an error code. */
@@ -158,7 +158,8 @@ const char *xml_error_condition(int err);
 typedef struct xml_limits {
     size_t max_element_size; /* bytes of one top-level element, header too */
     unsigned max_depth;      /* element nesting below the stream root */
-    unsigned max_attrs;      /* attributes (and namespace declarations) on one element */
+    unsigned
+        max_attrs; /* attributes (and namespace declarations) on one element */
 } xml_limits_t;
 
 /* 256 KiB, depth 64, 64 attributes. */

@@ -38,17 +38,17 @@
 enum { TEXT_SEGMENT = 16 * 1024 };
 
 enum scan_state {
-    SC_TEXT,      /* character data (or prolog/epilog white space) */
-    SC_LT,        /* just after '<' */
-    SC_TAG,       /* inside a start or end tag */
-    SC_TAG_SQ,    /* inside a '...' attribute value */
-    SC_TAG_DQ,    /* inside a "..." attribute value */
-    SC_PI,        /* inside <?xml ... ?> */
-    SC_PI_Q,      /* inside <?xml ... ?>, just after '?' */
-    SC_BANG,      /* after "<!" : CDATA opener expected */
-    SC_CDATA,     /* inside a CDATA section */
-    SC_CDATA_B1,  /* inside CDATA, after ']' */
-    SC_CDATA_B2,  /* inside CDATA, after "]]" */
+    SC_TEXT,     /* character data (or prolog/epilog white space) */
+    SC_LT,       /* just after '<' */
+    SC_TAG,      /* inside a start or end tag */
+    SC_TAG_SQ,   /* inside a '...' attribute value */
+    SC_TAG_DQ,   /* inside a "..." attribute value */
+    SC_PI,       /* inside <?xml ... ?> */
+    SC_PI_Q,     /* inside <?xml ... ?>, just after '?' */
+    SC_BANG,     /* after "<!" : CDATA opener expected */
+    SC_CDATA,    /* inside a CDATA section */
+    SC_CDATA_B1, /* inside CDATA, after ']' */
+    SC_CDATA_B2, /* inside CDATA, after "]]" */
 };
 
 struct xml_parser {
@@ -58,7 +58,7 @@ struct xml_parser {
     char *content_ns; /* owned copy, or NULL */
     xml_limits_t limits;
 
-    int error;          /* first error, sticky until reset */
+    int error;           /* first error, sticky until reset */
     bool stop_requested; /* a callback called xml_parser_stop() */
     bool stopped;        /* the last feed stopped; reset is required */
     bool closed;         /* the peer's close tag has been parsed */
@@ -71,12 +71,12 @@ struct xml_parser {
     bool at_start; /* nothing of this stream seen yet */
 
     /* Tree building. */
-    unsigned depth;            /* 0 outside the root, 1 inside the stream */
-    unsigned pending_decls;    /* namespace declarations of the next start tag */
-    char *root_default_ns;     /* default namespace declared on the header */
-    xml_tree_t *tree;          /* the top-level element being built */
-    xml_node_t *node;          /* its innermost open element */
-    buf_t text;                /* character data not yet attached */
+    unsigned depth;         /* 0 outside the root, 1 inside the stream */
+    unsigned pending_decls; /* namespace declarations of the next start tag */
+    char *root_default_ns;  /* default namespace declared on the header */
+    xml_tree_t *tree;       /* the top-level element being built */
+    xml_node_t *node;       /* its innermost open element */
+    buf_t text;             /* character data not yet attached */
     unsigned long long engine_off; /* bytes handed to expat since reset */
     unsigned long long elem_start; /* engine offset of the open element */
     bool elem_open;
@@ -888,8 +888,8 @@ int xml_parser_feed(xml_parser_t *p, const char *data, size_t len)
         case SC_BANG:
             /* "<![CDATA[" is the only construct starting with "<!" that
              * XMPP allows; comments and DTD declarations are restricted. */
-            if (p->sub == 0 && (c == '-' || c == 'D' || c == 'E' || c == 'A' ||
-                                c == 'N')) {
+            if (p->sub == 0 &&
+                (c == '-' || c == 'D' || c == 'E' || c == 'A' || c == 'N')) {
                 fail(p, XML_ERR_RESTRICTED,
                      c == '-' ? "comment" : "document type declaration");
                 rc = p->error;

@@ -80,8 +80,9 @@ struct ns_scope {
 static const char *scope_lookup(const struct ns_scope *s, const char *prefix)
 {
     for (; s != NULL; s = s->up) {
-        if (prefix == NULL ? s->prefix == NULL
-                           : s->prefix != NULL && strcmp(s->prefix, prefix) == 0)
+        if (prefix == NULL
+                ? s->prefix == NULL
+                : s->prefix != NULL && strcmp(s->prefix, prefix) == 0)
             return s->uri;
     }
     return NULL;
@@ -124,7 +125,8 @@ static int put_decl(struct writer *w, const char *prefix, const char *uri)
         return rc;
     if (prefix != NULL && (rc = put(w, prefix)) < 0)
         return rc;
-    if ((rc = put(w, "='")) < 0 || (rc = xml_escape_attr(uri, strlen(uri), w->out)) < 0)
+    if ((rc = put(w, "='")) < 0 ||
+        (rc = xml_escape_attr(uri, strlen(uri), w->out)) < 0)
         return rc;
     return put(w, "'");
 }
@@ -174,7 +176,8 @@ static int write_element_with(struct writer *w, const xml_node_t *el,
         const char *bound = scope_lookup(scope, el->prefix);
         el_prefix = el->prefix;
         if (bound == NULL || strcmp(bound, el->ns) != 0) {
-            decls[ndecls] = (struct ns_scope){.up = scope, .prefix = el->prefix, .uri = el->ns};
+            decls[ndecls] = (struct ns_scope){
+                .up = scope, .prefix = el->prefix, .uri = el->ns};
             scope = &decls[ndecls++];
         }
         if (w->declare_default != NULL) {
@@ -188,7 +191,8 @@ static int write_element_with(struct writer *w, const xml_node_t *el,
         if (def == NULL)
             def = "";
         if (strcmp(def, el_ns) != 0) {
-            decls[ndecls] = (struct ns_scope){.up = scope, .prefix = NULL, .uri = el_ns};
+            decls[ndecls] =
+                (struct ns_scope){.up = scope, .prefix = NULL, .uri = el_ns};
             scope = &decls[ndecls++];
         }
     }
@@ -269,11 +273,13 @@ static int write_element_with(struct writer *w, const xml_node_t *el,
     return put(w, ">");
 }
 
-static int serialize(const xml_node_t *el, const char *inherited_ns,
-                     buf_t *out, bool open_only, const char *declare_default)
+static int serialize(const xml_node_t *el, const char *inherited_ns, buf_t *out,
+                     bool open_only, const char *declare_default)
 {
     struct writer w = {.out = out, .declare_default = declare_default};
-    struct ns_scope base = {.up = NULL, .prefix = NULL, .uri = inherited_ns != NULL ? inherited_ns : ""};
+    struct ns_scope base = {.up = NULL,
+                            .prefix = NULL,
+                            .uri = inherited_ns != NULL ? inherited_ns : ""};
     size_t mark = out->len;
     int rc = write_element(&w, el, &base, open_only);
     if (rc < 0 && out->data != NULL) {

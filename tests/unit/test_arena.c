@@ -64,8 +64,9 @@ static void test_alignment(void **state)
     (void)state;
     arena_t *a = arena_new(0);
     assert_non_null(a);
-    static const size_t sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33,
-                                   63, 100, 255, 511, 513, 1000, 4097, 1};
+    static const size_t sizes[] = {1,   2,   3,   5,    7,    8,  9,
+                                   15,  16,  17,  31,   33,   63, 100,
+                                   255, 511, 513, 1000, 4097, 1};
     for (int round = 0; round < 50; round++) {
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
             void *p = arena_alloc(a, sizes[i]);
@@ -205,14 +206,10 @@ static void test_footprint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_new_and_free),
-        cmocka_unit_test(test_free_null),
-        cmocka_unit_test(test_many_small),
-        cmocka_unit_test(test_alignment),
-        cmocka_unit_test(test_huge),
-        cmocka_unit_test(test_impossible),
-        cmocka_unit_test(test_strdup),
-        cmocka_unit_test(test_footprint),
+        cmocka_unit_test(test_new_and_free), cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_many_small),   cmocka_unit_test(test_alignment),
+        cmocka_unit_test(test_huge),         cmocka_unit_test(test_impossible),
+        cmocka_unit_test(test_strdup),       cmocka_unit_test(test_footprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

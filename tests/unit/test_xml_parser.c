@@ -19,14 +19,14 @@
 /* A c2s stream header as a client sends it, with the XML declaration. */
 #define HDR_C2S                                                                \
     "<?xml version='1.0'?>"                                                    \
-    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q            \
-    " to='example.com' from='juliet@example.com' version='1.0'"               \
+    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q             \
+    " to='example.com' from='juliet@example.com' version='1.0'"                \
     " xml:lang='en'>"
 
 /* A short header: default ns, stream prefix, to, version (4 attributes and
  * namespace declarations in all). */
 #define HDR                                                                    \
-    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q            \
+    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q             \
     " to='example.com' version='1.0'>"
 
 #define KiB 1024u
@@ -197,20 +197,34 @@ static void print_doc(const char *what, const char *d, size_t len)
 static const char *err_name(int rc)
 {
     switch (rc) {
-    case XML_OK: return "XML_OK";
-    case XML_STOPPED: return "XML_STOPPED";
-    case XML_ERR_NOMEM: return "XML_ERR_NOMEM";
-    case XML_ERR_NOT_WELL_FORMED: return "XML_ERR_NOT_WELL_FORMED";
-    case XML_ERR_RESTRICTED: return "XML_ERR_RESTRICTED";
-    case XML_ERR_INVALID_NAMESPACE: return "XML_ERR_INVALID_NAMESPACE";
-    case XML_ERR_BAD_NAMESPACE_PREFIX: return "XML_ERR_BAD_NAMESPACE_PREFIX";
-    case XML_ERR_UNSUPPORTED_ENCODING: return "XML_ERR_UNSUPPORTED_ENCODING";
-    case XML_ERR_TOO_LARGE: return "XML_ERR_TOO_LARGE";
-    case XML_ERR_TOO_DEEP: return "XML_ERR_TOO_DEEP";
-    case XML_ERR_TOO_MANY_ATTRS: return "XML_ERR_TOO_MANY_ATTRS";
-    case XML_ERR_BAD_FORMAT: return "XML_ERR_BAD_FORMAT";
-    case XML_ERR_CLOSED: return "XML_ERR_CLOSED";
-    default: return "(unknown)";
+    case XML_OK:
+        return "XML_OK";
+    case XML_STOPPED:
+        return "XML_STOPPED";
+    case XML_ERR_NOMEM:
+        return "XML_ERR_NOMEM";
+    case XML_ERR_NOT_WELL_FORMED:
+        return "XML_ERR_NOT_WELL_FORMED";
+    case XML_ERR_RESTRICTED:
+        return "XML_ERR_RESTRICTED";
+    case XML_ERR_INVALID_NAMESPACE:
+        return "XML_ERR_INVALID_NAMESPACE";
+    case XML_ERR_BAD_NAMESPACE_PREFIX:
+        return "XML_ERR_BAD_NAMESPACE_PREFIX";
+    case XML_ERR_UNSUPPORTED_ENCODING:
+        return "XML_ERR_UNSUPPORTED_ENCODING";
+    case XML_ERR_TOO_LARGE:
+        return "XML_ERR_TOO_LARGE";
+    case XML_ERR_TOO_DEEP:
+        return "XML_ERR_TOO_DEEP";
+    case XML_ERR_TOO_MANY_ATTRS:
+        return "XML_ERR_TOO_MANY_ATTRS";
+    case XML_ERR_BAD_FORMAT:
+        return "XML_ERR_BAD_FORMAT";
+    case XML_ERR_CLOSED:
+        return "XML_ERR_CLOSED";
+    default:
+        return "(unknown)";
     }
 }
 
@@ -249,8 +263,7 @@ static void expect_error_opts(const xml_parser_opts_t *opts, const char *d,
         size_t nel = c.n_els;
         check_rc(feed_str(c.p, "<message/>"), err, d, len, "later feed");
         check_rc(xml_parser_feed(c.p, "", 0), err, d, len, "empty feed");
-        check_rc(feed_str(c.p, HDR "<presence/>"), err, d, len,
-                 "later header");
+        check_rc(feed_str(c.p, HDR "<presence/>"), err, d, len, "later header");
         assert_int_equal(c.n_headers, nh);
         assert_int_equal(c.n_els, nel);
         assert_int_equal(c.n_ends, ne);
@@ -337,8 +350,8 @@ static void assert_str_or_null(const char *got, const char *want)
     }
 }
 
-static void assert_el(const xml_node_t *el, const char *ns,
-                      const char *prefix, const char *name)
+static void assert_el(const xml_node_t *el, const char *ns, const char *prefix,
+                      const char *name)
 {
     assert_non_null(el);
     assert_int_equal(el->kind, XML_NODE_ELEMENT);
@@ -386,8 +399,7 @@ static void append_repeat(buf_t *b, const char *s, size_t times)
 
 /* ------------------------------------------------- the reference stream */
 
-static const char STREAM1[] =
-    HDR_C2S
+static const char STREAM1[] = HDR_C2S
     "<stream:features>"
     "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
     "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
@@ -469,8 +481,7 @@ static void check_stream1(const cap_t *c)
     assert_int_equal(count_attrs(m), 5);
     assert_string_equal(xml_element_attr(m, NULL, "from"),
                         "romeo@example.net/orchard");
-    assert_string_equal(xml_element_attr(m, NULL, "to"),
-                        "juliet@example.com");
+    assert_string_equal(xml_element_attr(m, NULL, "to"), "juliet@example.com");
     assert_string_equal(xml_element_attr(m, NULL, "type"), "chat");
     assert_string_equal(xml_element_attr(m, NULL, "id"), "m&1");
     assert_string_equal(xml_element_attr(m, XML_NS_XML, "lang"), "fr");
@@ -586,8 +597,7 @@ static void test_defaults_and_conditions(void **state)
                         "policy-violation");
     assert_string_equal(xml_error_condition(XML_ERR_TOO_MANY_ATTRS),
                         "policy-violation");
-    assert_string_equal(xml_error_condition(XML_ERR_BAD_FORMAT),
-                        "bad-format");
+    assert_string_equal(xml_error_condition(XML_ERR_BAD_FORMAT), "bad-format");
     assert_string_equal(xml_error_condition(-999), "undefined-condition");
     assert_non_null(xml_error_condition(XML_ERR_CLOSED));
 
@@ -669,8 +679,8 @@ static void test_events_chunked_same_as_one_shot(void **state)
     for (uint32_t seed = 1; seed <= 40; seed++) {
         cap_t c;
         cap_init(&c, NULL);
-        int rc = feed_random(c.p, STREAM1, len, seed * 2654435761u,
-                             1 + seed % 17);
+        int rc =
+            feed_random(c.p, STREAM1, len, seed * 2654435761u, 1 + seed % 17);
         check_rc(rc, XML_OK, STREAM1, len, "random chunks");
         check_stream1(&c);
         assert_same_events(&ref, &c);
@@ -802,8 +812,8 @@ static void test_immediate_delivery(void **state)
     check_rc(feed_str(c.p, "<presence/>"), XML_OK, "", 0, "presence");
     assert_int_equal(c.n_els, 1);
 
-    check_rc(feed_str(c.p, "<message><body>hi</body></message>"), XML_OK, "",
-             0, "message");
+    check_rc(feed_str(c.p, "<message><body>hi</body></message>"), XML_OK, "", 0,
+             "message");
     assert_int_equal(c.n_els, 2);
 
     /* Everything but the last byte, then the last byte. */
@@ -868,8 +878,7 @@ static void test_header_delivered_byte_by_byte(void **state)
     cap_init(&c, NULL);
     size_t len = strlen(hdr);
     for (size_t i = 0; i + 1 < len; i++) {
-        check_rc(xml_parser_feed(c.p, &hdr[i], 1), XML_OK, hdr, len,
-                 "1-byte");
+        check_rc(xml_parser_feed(c.p, &hdr[i], 1), XML_OK, hdr, len, "1-byte");
         assert_int_equal(c.n_headers, 0);
     }
     check_rc(xml_parser_feed(c.p, &hdr[len - 1], 1), XML_OK, hdr, len,
@@ -950,7 +959,8 @@ static void test_no_reparse_huge_text(void **state)
             fail_msg("byte %zu: buffered %zu", i, st.buffered);
     }
     assert_int_equal(c.n_els, 1);
-    size_t tlen = b.len - strlen("<message><body>") - strlen("</body></message>");
+    size_t tlen =
+        b.len - strlen("<message><body>") - strlen("</body></message>");
     const xml_node_t *tn = el_root(&c, 0)->children->children;
     assert_non_null(tn);
     assert_int_equal(tn->kind, XML_NODE_TEXT);
@@ -1057,8 +1067,7 @@ static void test_malformed_structure(void **state)
     expect_error(HDR "<message></body>", XML_ERR_NOT_WELL_FORMED, nwf);
     expect_error(HDR "<message><body></message></body>",
                  XML_ERR_NOT_WELL_FORMED, nwf);
-    expect_error(HDR "<message></stream:stream>", XML_ERR_NOT_WELL_FORMED,
-                 nwf);
+    expect_error(HDR "<message></stream:stream>", XML_ERR_NOT_WELL_FORMED, nwf);
     expect_error(HDR "<a b='1' b='2'/>", XML_ERR_NOT_WELL_FORMED, nwf);
     expect_error(HDR "<message><x b='1' c='' b='2'/></message>",
                  XML_ERR_NOT_WELL_FORMED, nwf);
@@ -1164,8 +1173,8 @@ static void test_invalid_namespace(void **state)
     xml_limits_default(&opts.limits);
     const char *server = "<stream:stream xmlns='jabber:server'"
                          " xmlns:stream=" STREAMS_Q " version='1.0'>";
-    expect_error_opts(&opts, server, strlen(server),
-                      XML_ERR_INVALID_NAMESPACE, "invalid-namespace");
+    expect_error_opts(&opts, server, strlen(server), XML_ERR_INVALID_NAMESPACE,
+                      "invalid-namespace");
     const char *none =
         "<stream:stream xmlns:stream=" STREAMS_Q " version='1.0'>";
     expect_error_opts(&opts, none, strlen(none), XML_ERR_INVALID_NAMESPACE,
@@ -1277,16 +1286,14 @@ static void test_limit_size_whole_element(void **state)
     buf_append_str(&b, HDR "<message><body>");
     append_n(&b, 'x', 2000);
     buf_append_str(&b, "</body></message>");
-    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE,
-                      "policy-violation");
+    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE, "policy-violation");
 
     /* The same amount spread over many small children. */
     buf_reset(&b);
     buf_append_str(&b, HDR "<iq type='result' id='1'><query xmlns='q'>");
     append_repeat(&b, "<item jid='a@b'/>", 100);
     buf_append_str(&b, "</query></iq>");
-    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE,
-                      "policy-violation");
+    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE, "policy-violation");
 
     /* Whitespace before a stanza is not part of it. */
     buf_reset(&b);
@@ -1329,8 +1336,7 @@ static void test_limit_size_self_closed(void **state)
     buf_append_str(&b, HDR "<message to='");
     append_n(&b, 'a', 2000);
     buf_append_str(&b, "'/>");
-    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE,
-                      "policy-violation");
+    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE, "policy-violation");
     /* Fed as header, then the stanza as one chunk. */
     cap_t c;
     cap_init(&c, &o);
@@ -1349,12 +1355,12 @@ static void test_limit_size_header(void **state)
     xml_parser_opts_t o;
     opts_with(&o, 1024, 0, 0);
     buf_t b = BUF_INIT;
-    buf_append_str(&b, "<stream:stream xmlns='jabber:client' xmlns:stream="
-                       STREAMS_Q " to='");
+    buf_append_str(
+        &b,
+        "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q " to='");
     append_n(&b, 'h', 2000);
     buf_append_str(&b, "' version='1.0'>");
-    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE,
-                      "policy-violation");
+    expect_error_opts(&o, b.data, b.len, XML_ERR_TOO_LARGE, "policy-violation");
     buf_free(&b);
 }
 
@@ -1442,8 +1448,8 @@ static void test_limit_size_never_closed(void **state)
     /* A never-closed element with complete children. */
     endless("<message>", "<x/>", L, 64, 64 * KiB, XML_ERR_TOO_LARGE,
             XML_ERR_TOO_LARGE);
-    endless("<message>", "<x a='1'>t</x>", L, 100, 64 * KiB,
-            XML_ERR_TOO_LARGE, XML_ERR_TOO_LARGE);
+    endless("<message>", "<x a='1'>t</x>", L, 100, 64 * KiB, XML_ERR_TOO_LARGE,
+            XML_ERR_TOO_LARGE);
     /* An endless comment or PI: refused either as restricted or as too
      * large, but refused and bounded. */
     endless("<message><!--", "c", L, 64, 64 * KiB, XML_ERR_TOO_LARGE,
@@ -1491,8 +1497,8 @@ static void test_limit_keepalives(void **state)
         /* And byte by byte. */
         for (int i = 0; i < 4096; i++)
             check_rc(xml_parser_feed(c.p, " ", 1), XML_OK, " ", 1, "space");
-        check_rc(feed_str(c.p, "<message><body>x</body></message>"), XML_OK,
-                 "", 0, "message");
+        check_rc(feed_str(c.p, "<message><body>x</body></message>"), XML_OK, "",
+                 0, "message");
         assert_int_equal(c.n_els, 2);
         free(spaces);
         cap_free(&c);
@@ -1596,9 +1602,10 @@ static void test_limit_attrs(void **state)
                       "policy-violation");
 
     /* And the header. */
-    const char *hdr9 = "<stream:stream xmlns='jabber:client' xmlns:stream="
-                       STREAMS_Q " to='a' from='b' version='1.0' id='c'"
-                       " xml:lang='en' a='1' b='2'>";
+    const char *hdr9 =
+        "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q
+        " to='a' from='b' version='1.0' id='c'"
+        " xml:lang='en' a='1' b='2'>";
     expect_error_opts(&o, hdr9, strlen(hdr9), XML_ERR_TOO_MANY_ATTRS,
                       "policy-violation");
     buf_free(&b);
@@ -1623,8 +1630,8 @@ static void test_set_limits(void **state)
     xml_limits_default(&l);
     l.max_element_size = 64 * KiB;
     xml_parser_set_limits(c.p, &l);
-    check_rc(xml_parser_feed(c.p, big.data, big.len), XML_OK, big.data,
-             big.len, "raised limit");
+    check_rc(xml_parser_feed(c.p, big.data, big.len), XML_OK, big.data, big.len,
+             "raised limit");
     assert_int_equal(c.n_els, 1);
 
     /* Lowered again. */
@@ -1685,8 +1692,8 @@ static void test_error_sticks_then_reset(void **state)
     assert_int_equal(c.n_els, 1);
 
     assert_int_equal(xml_parser_reset(c.p), 0);
-    check_rc(feed_str(c.p, HDR_C2S "<message><body>x</body></message>"),
-             XML_OK, "", 0, "after reset");
+    check_rc(feed_str(c.p, HDR_C2S "<message><body>x</body></message>"), XML_OK,
+             "", 0, "after reset");
     assert_int_equal(c.n_headers, 2);
     assert_int_equal(c.n_els, 2);
     assert_el(el_root(&c, 1), XML_NS_CLIENT, NULL, "message");
@@ -1723,9 +1730,11 @@ static void test_reset_keeps_content_ns(void **state)
     cap_init(&c, &o);
     check_rc(feed_str(c.p, HDR), XML_OK, "", 0, "header");
     assert_int_equal(xml_parser_reset(c.p), 0);
-    check_rc(feed_str(c.p, "<stream:stream xmlns='jabber:server' xmlns:stream="
-                           STREAMS_Q " version='1.0'>"),
-             XML_ERR_INVALID_NAMESPACE, "", 0, "after reset");
+    check_rc(
+        feed_str(c.p,
+                 "<stream:stream xmlns='jabber:server' xmlns:stream=" STREAMS_Q
+                 " version='1.0'>"),
+        XML_ERR_INVALID_NAMESPACE, "", 0, "after reset");
     cap_free(&c);
 }
 
@@ -1750,8 +1759,7 @@ static void test_stop_in_element_callback(void **state)
     /* The new stream after the TLS handshake. */
     c.stop_on_name = NULL;
     assert_int_equal(xml_parser_reset(c.p), 0);
-    check_rc(feed_str(c.p, HDR_C2S "<message/>"), XML_OK, "", 0,
-             "after reset");
+    check_rc(feed_str(c.p, HDR_C2S "<message/>"), XML_OK, "", 0, "after reset");
     assert_int_equal(c.n_headers, 2);
     assert_int_equal(c.n_els, 3);
     assert_string_equal(el_root(&c, 2)->name, "message");
@@ -1761,8 +1769,8 @@ static void test_stop_in_element_callback(void **state)
     /* Stop with bytes held back of an incomplete tag. */
     cap_init(&c, NULL);
     c.stop_on_name = "starttls";
-    check_rc(feed_str(c.p, HDR "<starttls/><message to='x"), XML_STOPPED, "",
-             0, "stop");
+    check_rc(feed_str(c.p, HDR "<starttls/><message to='x"), XML_STOPPED, "", 0,
+             "stop");
     assert_int_equal(c.n_els, 1);
     c.stop_on_name = NULL;
     assert_int_equal(xml_parser_reset(c.p), 0);
@@ -1778,8 +1786,7 @@ static void test_stop_in_element_callback(void **state)
     size_t len = strlen(s);
     for (size_t i = 0; i + 1 < len; i++)
         check_rc(xml_parser_feed(c.p, s + i, 1), XML_OK, s, len, "1-byte");
-    check_rc(xml_parser_feed(c.p, s + len - 1, 1), XML_STOPPED, s, len,
-             "last");
+    check_rc(xml_parser_feed(c.p, s + len - 1, 1), XML_STOPPED, s, len, "last");
     assert_int_equal(c.n_els, 1);
     cap_free(&c);
 }

@@ -16,10 +16,10 @@
 
 #define STREAMS_Q "'http://etherx.jabber.org/streams'"
 #define HDR                                                                    \
-    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q            \
+    "<stream:stream xmlns='jabber:client' xmlns:stream=" STREAMS_Q             \
     " to='example.com' version='1.0'>"
 #define NS_DATA "jabber:x:data"
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_TLS  "urn:ietf:params:xml:ns:xmpp-tls"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -206,9 +206,8 @@ static void roundtrip(const char *stanza)
     /* Without an inherited namespace the stanza carries its own xmlns and
      * parses the same in a stream without a default namespace. */
     char *s3 = to_string(t1->root, NULL);
-    xml_tree_t *t3 = parse_in("<stream:stream xmlns:stream=" STREAMS_Q
-                              " version='1.0'>",
-                              s3, NULL);
+    xml_tree_t *t3 = parse_in(
+        "<stream:stream xmlns:stream=" STREAMS_Q " version='1.0'>", s3, NULL);
     if (!xml_node_equal(t1->root, t3->root)) {
         print_message("stanza:     %s\nserialized: %s\n", stanza, s3);
         fail_msg("round trip (no inherited ns) changed the tree");
@@ -465,9 +464,9 @@ static void test_copy(void **state)
     xml_tree_free(src);
     assert_string_equal(xml_element_attr(c, NULL, "to"), "juliet@example.com");
     assert_string_equal(xml_element_attr(c, XML_NS_XML, "lang"), "en");
-    assert_string_equal(xml_element_text(dst,
-                                         xml_element_child(c, NULL, "body")),
-                        "Wherefore art thou, Romeo? \xE2\x98\x83");
+    assert_string_equal(
+        xml_element_text(dst, xml_element_child(c, NULL, "body")),
+        "Wherefore art thou, Romeo? \xE2\x98\x83");
     assert_string_equal(
         xml_element_attr(xml_element_child(c2, NS_DATA, "field"), NULL, "var"),
         "a&b");
@@ -802,7 +801,7 @@ static void test_serialize_prefixes(void **state)
     assert_non_null(strstr(s, ":x="));
     assert_non_null(strstr(s, " x="));
     assert_non_null(strstr(s, "'urn:p'") ? strstr(s, "'urn:p'")
-                                          : strstr(s, "\"urn:p\""));
+                                         : strstr(s, "\"urn:p\""));
     free(s);
     roundtrip_built(pa->root);
     xml_tree_free(pa);

@@ -1,0 +1,159 @@
+/* stream: XMPP stream negotiation, sans-I/O (RFC 6120 §4–§7).
+ *
+ * The receiving (server) half of a client-to-server stream: stream headers,
+ * features, STARTTLS, SASL, resource binding, stream errors and closing.
+ * Bytes come in through stream_feed(); everything the stream needs from
+ * outside — sending bytes, starting TLS, looking an account up, binding a
+ * resource, delivering a stanza — goes out through a table of hooks that
+ * the owner implements (server/c2s with sockets; unit tests with buffers).
+ * Slow work is asynchronous: the hook starts it, and the owner reports the
+ * result back with the matching stream_*() call.
+ *
+ * A stream never frees itself. After hooks->close the owner closes the
+ * transport and, at a safe point, calls stream_free(). */
+#ifndef STARLING_STREAM_STREAM_H
+#define STARLING_STREAM_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "jid/jid.h"
+#include "sasl/sasl.h"
+#include "xml/xml.h"
+
+#define STREAM_NS_STREAMS_ERR "urn:ietf:params:xml:ns:xmpp-streams"
+#define STREAM_NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define STREAM_NS_TLS         "urn:ietf:params:xml:ns:xmpp-tls"
+#define STREAM_NS_SASL        "urn:ietf:params:xml:ns:xmpp-sasl"
+#define STREAM_NS_BIND        "urn:ietf:params:xml:ns:xmpp-bind"
+#define STREAM_NS_SESSION     "urn:ietf:params:xml:ns:xmpp-session"
+#define STREAM_NS_SASL_CB     "urn:xmpp:sasl-cb:0"
+
+typedef enum stream_state {
+    STREAM_WAIT_HEADER, /* waiting for the client's stream header */
+    STREAM_OPEN,        /* negotiating or bound; elements flow */
+    STREAM_TLS,         /* <proceed/> sent; the transport runs the handshake */
+    STREAM_CLOSING,     /* our close tag sent; waiting for the client's */
+    STREAM_CLOSED,      /* done; the transport is (being) closed */
+} stream_state_t;
+
+/* What the TLS layer tells the stream after a handshake. */
+typedef struct stream_tls_info {
+    const unsigned char *cb_exporter; /* tls-exporter data, or NULL */
+    size_t cb_exporter_len;
+    const unsigned char *cb_unique; /* tls-unique data, or NULL */
+    size_t cb_unique_len;
+    const char *const *cert_names; /* verified client cert XmppAddrs */
+    size_t cert_name_count;
+} stream_tls_info_t;
+
+typedef struct stream_hooks {
+    /* Queue bytes for the peer. */
+    void (*send)(void *ud, const char *data, size_t len);
+    /* <proceed/> has been queued: flush it in plaintext, then start the
+     * server side of TLS and call stream_tls_done() when it finishes. */
+    void (*start_tls)(void *ud);
+    /* Close the transport once queued bytes are flushed. The stream will not
+     * call any hook again. */
+    void (*close)(void *ud);
+    /* Look up an account; answer with stream_sasl_account(). */
+    void (*lookup_account)(void *ud, const char *domain, const char *node);
+    /* Run sasl_server_check_password(sess) on a worker thread; answer with
+     * stream_sasl_password_checked(). */
+    void (*check_password)(void *ud, sasl_server_t *sess);
+    /* A SASL attempt failed. Returns how many milliseconds to hold the
+     * <failure/> answer back (slowing down password guessing); with a
+     * non-zero delay the stream handles nothing more until the owner calls
+     * stream_auth_delay_done(). NULL or 0: answer at once. */
+    unsigned (*auth_failed)(void *ud);
+    /* Bind `resource` (NULL: generate one) for the authenticated user;
+     * answer with stream_bind_done(). */
+    void (*bind)(void *ud, const jid_t *user, const char *resource);
+    /* A stanza from the bound client, with 'from' validated or stamped
+     * (RFC 6120 §8.1.2.1). The callee owns the tree. */
+    void (*stanza)(void *ud, xml_tree_t *stanza);
+} stream_hooks_t;
+
+typedef struct stream_config {
+    const char *const *hosts; /* domains served, nameprep'd */
+    size_t host_count;
+    bool tls_available; /* a certificate is configured: offer STARTTLS */
+    bool tls_required;  /* refuse authentication before TLS */
+    bool tls_direct;    /* the transport is TLS from the first byte (5223) */
+    unsigned mechs;     /* sasl_mech_t bits allowed by configuration */
+    bool offer_plus;    /* offer -PLUS when channel binding is available */
+    unsigned max_auth_failures; /* then policy-violation; at least 2 */
+    xml_limits_t limits_preauth;
+    xml_limits_t limits;
+    const unsigned char *server_secret; /* fake SCRAM salts */
+    size_t server_secret_len;
+    unsigned scram_iterations;
+} stream_config_t;
+
+typedef struct stream stream_t;
+
+/* The config is referenced, not copied: it must outlive the stream (the
+ * server owns it; SIGHUP replaces it only between streams). */
+stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
+                         void *ud);
+void stream_free(stream_t *s);
+
+/* Bytes from the transport (plaintext, after TLS). */
+void stream_feed(stream_t *s, const char *data, size_t len);
+
+/* The TLS handshake after STARTTLS finished (ok) or failed (the stream
+ * closes without another byte: RFC 6120 §5.4.3.2 a TLS failure ends the
+ * TCP connection). On a direct-TLS transport call it once, before any
+ * byte, with ok = true. */
+void stream_tls_done(stream_t *s, bool ok, const stream_tls_info_t *info);
+
+/* Answers lookup_account: found == false for an unknown account. */
+void stream_sasl_account(stream_t *s, bool found, const scram_cred_t *sha1,
+                         const scram_cred_t *sha256,
+                         const unsigned char *digest_md5 /* or NULL */);
+/* A failure of the storage itself: temporary-auth-failure. */
+void stream_sasl_lookup_failed(stream_t *s);
+void stream_sasl_password_checked(stream_t *s, bool ok);
+/* The delay that auth_failed asked for has passed: the <failure/> goes
+ * out and queued elements are handled. */
+void stream_auth_delay_done(stream_t *s);
+
+/* Answers bind: resource is the bound resource on success; otherwise
+ * `condition` is the stanza error condition (e.g. "conflict",
+ * "resource-constraint", "not-allowed"). */
+void stream_bind_done(stream_t *s, const char *resource, const char *condition);
+
+/* Sends a stanza to the client (serialized with jabber:client as the
+ * inherited namespace). Dropped, returning false, when the stream is not
+ * bound or is closing. */
+bool stream_send_element(stream_t *s, const xml_node_t *el);
+/* Sends already serialized bytes of one stanza. */
+bool stream_send_raw(stream_t *s, const char *data, size_t len);
+
+/* Ends the stream with a stream error (RFC 6120 §4.9): the error, our
+ * close tag, then waiting for the client's close tag (the owner bounds the
+ * wait with a timer and then calls stream_abort()). `condition` is an
+ * RFC 6120 §4.9.3 name; text may be NULL. */
+void stream_error(stream_t *s, const char *condition, const char *text);
+
+/* Closes the stream without error: our close tag, then as above. */
+void stream_close(stream_t *s);
+
+/* The transport is gone (EOF, reset, timeout after our close): no more
+ * bytes are sent; hooks->close is called if it was not already. */
+void stream_abort(stream_t *s);
+
+stream_state_t stream_state(const stream_t *s);
+bool stream_is_bound(const stream_t *s);
+bool stream_is_authenticated(const stream_t *s);
+bool stream_is_tls(const stream_t *s);
+/* The bound full JID (valid while bound), or NULL. */
+const jid_t *stream_jid(const stream_t *s);
+/* The stream id we sent in our header ("" before that). */
+const char *stream_id(const stream_t *s);
+/* The condition of the stream error we sent or NULL (for logs, tests). */
+const char *stream_error_sent(const stream_t *s);
+/* The stream's xml:lang ("en" when the client gave none). */
+const char *stream_lang(const stream_t *s);
+
+#endif

@@ -1,0 +1,147 @@
+/* config: starlingd's settings, read from a libconfig file.
+ *
+ * Every setting has a default (config_defaults()); a file only names what it
+ * changes. etc/starlingd.example.conf documents every setting with its
+ * default and range. Errors name the file and line:
+ * "starlingd.conf:12: limits.max_depth: must be between 8 and 1024".
+ *
+ * libconfig stays inside config.c: its own type is also called `config_t`
+ * and its functions share our `config_` prefix, so this header names the
+ * settings `server_config_t` and never includes <libconfig.h>. (Functions
+ * added here must not take a libconfig name: config_init, config_destroy,
+ * config_read*, config_write*, config_lookup*, config_setting_*,
+ * config_set_* and config_get_* are all taken.) */
+#ifndef STARLING_CONFIG_CONFIG_H
+#define STARLING_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum config_conflict {
+    CONFIG_CONFLICT_NEW_WINS, /* default: the old session gets <conflict/> */
+    CONFIG_CONFLICT_OLD_WINS, /* the new bind fails with conflict */
+} config_conflict_t;
+
+/* Same order and meaning as log_level_t (lib/base/log.h). */
+typedef enum config_log_level {
+    CONFIG_LOG_ERROR,
+    CONFIG_LOG_WARN,
+    CONFIG_LOG_INFO,
+    CONFIG_LOG_DEBUG,
+} config_log_level_t;
+
+typedef struct config_listener {
+    char *address;   /* numeric IPv4 or IPv6 address: "127.0.0.1", "::" */
+    int port;        /* 0..65535; 0: the system picks (tests) */
+    bool direct_tls; /* XEP-0368: TLS from the first byte */
+    int line;        /* where the file set it; 0 for a built-in default */
+} config_listener_t;
+
+/* The line of the file each setting came from, for config_check()'s
+ * problems; 0 when the setting kept its default. */
+typedef struct config_lines {
+    int hosts;
+    int cert;
+    int key;
+    int client_ca;
+    int require_encryption;
+    int storage_path;
+} config_lines_t;
+
+/* Owned by whoever filled it; release with config_free(). Strings and arrays
+ * are malloc'd. */
+typedef struct server_config {
+    char *path; /* the file read, as given; NULL for built-in defaults */
+
+    char **hosts; /* nameprep'd domains served, distinct, at least one;
+                     default {"localhost"} */
+    size_t host_count;
+
+    config_listener_t *c2s; /* default 127.0.0.1:5222 and :5223 direct */
+    size_t c2s_count;
+
+    /* tls. Paths are absolute once loaded from a file (see config_load). */
+    char *cert_file;      /* PEM chain, or NULL (default): no certificate */
+    char *key_file;       /* PEM private key; set exactly when cert_file is */
+    char *client_ca_file; /* CA for EXTERNAL client certificates, or NULL */
+    bool legacy_ciphers;  /* default false */
+
+    /* c2s */
+    bool require_encryption;   /* default true */
+    bool allow_plain_loopback; /* default false: when true, plaintext is
+                                  allowed on loopback only (tests,
+                                  benchmarks) */
+    config_conflict_t resource_conflict; /* default new-wins */
+    unsigned max_resources;              /* per account, default 32, 1..1024 */
+
+    /* sasl */
+    bool offer_plus;            /* default true: SCRAM-*-PLUS offered */
+    bool sasl_plain;            /* default true (over TLS only) */
+    bool sasl_external;         /* default false */
+    bool sasl_digest_md5;       /* default false (RFC 6331) */
+    unsigned scram_iterations;  /* default 4096, 4096..10000000 */
+    unsigned max_auth_failures; /* default 3, range 2..5 */
+    double auth_failure_delay;  /* seconds added per recent failure from one
+                                   address, default 1.0, 0..60 */
+
+    /* limits */
+    size_t max_stanza_size;         /* default 256 KiB, 10000..64 MiB */
+    size_t max_stanza_size_preauth; /* default 16 KiB, 1024..max_stanza_size */
+    unsigned max_depth;             /* default 64, 8..1024 */
+    unsigned max_attrs;             /* default 64, 8..1024 */
+    double idle_timeout;      /* seconds, default 300, 0..86400; 0 = never */
+    double close_timeout;     /* seconds to wait for the peer's close tag,
+                                 default 10, 0.1..600 */
+    double handshake_timeout; /* seconds from accept to bound, default 60,
+                                 1..3600 */
+    size_t rate_limit;        /* bytes per second per connection, default
+                                 64 KiB; 0 = none */
+    size_t rate_burst;        /* bytes, default 256 KiB; >= rate_limit */
+
+    /* storage */
+    char *storage_path; /* SQLite file, default "starling.db" */
+
+    config_log_level_t log_level; /* default info */
+
+    config_lines_t line;
+} server_config_t;
+
+/* Fills c with the built-in defaults. Returns 0 or -1 when out of memory
+ * (c is then empty, and config_free() is still allowed). */
+int config_defaults(server_config_t *c);
+
+/* Reads `path` over the settings in c, which must hold a configuration
+ * (from config_defaults(), or an earlier load): what the file names
+ * replaces what c had, the rest stays. On failure c is unchanged, so a
+ * reload can keep the running settings; either way the caller still owns c
+ * and releases it with config_free().
+ *
+ * Relative paths (tls.cert, tls.key, tls.client_ca, storage.path, and a
+ * relative storage path the file leaves alone, such as the default) are
+ * taken relative to the directory of the file, and stored absolute.
+ * Unknown settings and wrong types are errors: a typo must not silently
+ * become a default. So are @include (problems found later carry a line but
+ * no file name) and integer literals beyond 32 bits without an L suffix
+ * (libconfig 1.5 would wrap them silently). Returns 0, or -1 with
+ * "FILE:LINE: what" in err ("FILE: what" when the file cannot be read). */
+int config_load(const char *path, server_config_t *c, char *err, size_t errlen);
+
+/* Checks what loading cannot: the certificate and key files exist, load,
+ * match each other, have not expired and cover every host; listeners do not
+ * collide; TLS is available when encryption is required or a listener is
+ * direct TLS; the storage directory exists. Writes one problem per line
+ * ("FILE:LINE: what", the line of the setting concerned when the file set
+ * it) into err (at most errlen bytes, always NUL-terminated; problems that
+ * do not fit are counted but cut) and returns the number of problems. */
+int config_check(const server_config_t *c, char *err, size_t errlen);
+
+/* Releases everything c owns and zeroes it. NULL and zeroed configs are
+ * allowed. */
+void config_free(server_config_t *c);
+
+/* "error", "warn", "info", "debug": the spelling the file uses. */
+const char *config_log_level_name(config_log_level_t l);
+/* "new-wins", "old-wins". */
+const char *config_conflict_name(config_conflict_t c);
+
+#endif

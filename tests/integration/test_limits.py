@@ -1,0 +1,174 @@
+"""Keepalives, idle timeout and the input rate limit over real sockets
+(RFC 6120 §4.6.1 whitespace keepalives, §4.9.3.4 connection-timeout;
+limits.idle_timeout, limits.rate_limit/rate_burst).
+
+Run: python3 test_limits.py STARLINGD STARLINGCTL
+"""
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import NS_CLIENT, Server, q  # noqa: E402
+
+
+class Idle(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(limits={'idle_timeout': 1.0})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_whitespace_keepalive(self):
+        """§4.6.1: single spaces between stanzas are allowed and keep an
+        idle stream alive past idle_timeout (1 s); the stream works."""
+        c = self.login(self.srv)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.5:
+            c.send(' ')
+            time.sleep(0.25)
+        c.send(' \n \t ')
+        self.assertEqual(c.sync(), [])
+
+    def test_idle_timeout(self):
+        """No traffic for idle_timeout (1 s) on a bound stream:
+        <connection-timeout/>, close tag, end of TCP."""
+        c = self.login(self.srv)
+        t0 = time.monotonic()
+        c.expect_stream_error('connection-timeout', timeout=8)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.8)
+
+
+class RateLimit(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(limits={'rate_limit': 4096, 'rate_burst': 4096})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_rate_limit_slows_reader(self):
+        """rate_limit 4096 B/s, burst 4096: the server reads a 12 KiB burst
+        and then reads less; a message sent after the burst is delivered
+        only once the debt is paid: at least (12 KiB - 4 KiB) / 4 KiB/s,
+        about 2 s, after the burst was sent (>= 1.5 s asserted). Nothing is
+        lost or refused."""
+        c = self.login(self.srv, resource='rl')
+        body = 'x' * 3000
+        bulk = ''.join("<message to='%s' id='bulk%d'><body>%s</body></message>"
+                       % (c.jid, i, body) for i in range(4))
+        t0 = time.monotonic()
+        c.send(bulk)
+        for i in range(4):
+            self.assertEqual(c.expect_stanza('message', timeout=30).get('id'),
+                             'bulk%d' % i)
+        c.send("<message to='%s' id='after'><body>ping</body></message>" % c.jid)
+        m = c.expect_stanza('message', timeout=30)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(m.get('id'), 'after')
+        self.assertGreaterEqual(elapsed, 1.5)
+        self.assertLess(elapsed, 15)
+
+    def test_small_traffic_not_slowed(self):
+        """Within the burst, a round trip is immediate."""
+        c = self.login(self.srv, resource='quick')
+        time.sleep(1.2)  # let the bucket refill after the login
+        t0 = time.monotonic()
+        c.sync()
+        self.assertLess(time.monotonic() - t0, 1.0)
+
+
+class StanzaSize(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(limits={'max_stanza_size': 100000,
+                                 'max_stanza_size_preauth': 2048})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_limit_grows_after_auth(self):
+        """max_stanza_size_preauth (2 KiB) holds until SASL succeeds; after
+        that max_stanza_size (100000) does: a 60 KB message is delivered,
+        a 120 KB one is policy-violation."""
+        c = self.login(self.srv, resource='big')
+        body = 'z' * 60000
+        c.send("<message to='%s'><body>%s</body></message>" % (c.jid, body))
+        m = c.expect_stanza('message')
+        self.assertEqual(m.findtext(q(NS_CLIENT, 'body')), body)
+        c.send("<message to='%s'><body>%s</body></message>" % (c.jid, 'z' * 120000))
+        c.expect_stream_error('policy-violation')
+
+    def test_preauth_limit(self):
+        """Before authentication a 3 KB element exceeds the 2 KiB limit."""
+        c = self.client(self.srv)
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        c.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>"
+               % (harness.NS_SASL, 'A' * 3000))
+        c.expect_stream_error('policy-violation')
+
+
+class SlowReader(harness.ServerTestCase):
+    """A client that stops reading must not pin its session (CONVENTIONS.md,
+    I/O: output queues have a hard limit; RFC 6120 §4.4 close_timeout).
+    Messages are headlines so that nothing bounces back to the sender once
+    the reader is gone (RFC 6121 §8.5.2.2.3)."""
+
+    def flood(self, srv, megabytes):
+        b = self.login(srv, 'bob@localhost', resource='sink')
+        b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/sink').group(1)
+        a = self.login(srv, 'alice@localhost', resource='src')
+        body = 'y' * 100000
+        for i in range(megabytes * 10):
+            a.send("<message type='headline' to='%s' id='f%d'><body>%s</body>"
+                   "</message>" % (b.jid, i, body))
+        self.assertEqual(a.sync(timeout=30), [])
+        return a, b, conn
+
+    def test_output_hard_limit_drops_reader(self):
+        """Past the 4 MiB output limit the non-reading client is dropped:
+        its connection is closed and freed at once (it does not wait for
+        the stuck write), and SIGTERM then ends the server promptly."""
+        srv = Server(limits={'rate_limit': 0, 'close_timeout': 1.0})
+        try:
+            a, b, conn = self.flood(srv, 10)
+            srv.wait_log(r'\[%s\] client does not read' % conn)
+            srv.wait_log(r'\[%s\] connection freed' % conn, timeout=5)
+            srv.signal(signal.SIGTERM)
+            a.expect_stream_error('system-shutdown')
+            self.assertEqual(srv.wait_exit(5), 0, srv.log_text())
+        finally:
+            srv.kill()
+
+    def test_shutdown_with_stuck_output(self):
+        """SIGTERM while a client has output stuck in its socket (it does
+        not read): after close_timeout (1 s) the stream is void and the
+        connection is closed even though the write never finished; the
+        server exits 0."""
+        srv = Server(limits={'rate_limit': 0, 'close_timeout': 1.0})
+        try:
+            a, b, conn = self.flood(srv, 6)
+            t0 = time.monotonic()
+            srv.signal(signal.SIGTERM)
+            a.expect_stream_error('system-shutdown')
+            self.assertEqual(srv.wait_exit(6), 0, srv.log_text())
+            self.assertLess(time.monotonic() - t0, 6)
+        finally:
+            srv.kill()
+
+
+if __name__ == '__main__':
+    harness.main()
