@@ -390,7 +390,10 @@ static SSL_CTX *tls_build(tls_ctx_t *ctx, const tls_ctx_opts_t *o, char *err,
             tls_cfg_err(err, errlen, "cannot load the system trust store");
             goto fail;
         }
-        SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+        /* insecure: the user asked, explicitly, to accept any certificate
+         * (the handshake still authenticates nothing). */
+        SSL_CTX_set_verify(ssl, o->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+                           NULL);
     }
 
     if (ctx->alpn != NULL) {
@@ -924,6 +927,21 @@ static void tls_names_from_cert(tls_names_t *l, X509 *cert)
             tls_names_add(l, utf8, (size_t)len);
         OPENSSL_free(utf8);
     }
+}
+
+int tls_conn_peer_spki_sha256(tls_conn_t *c, unsigned char out[32])
+{
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    if (cert == NULL)
+        return -1;
+    unsigned char *der = NULL;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    if (len <= 0)
+        return -1;
+    unsigned int n = 0;
+    int ok = EVP_Digest(der, (size_t)len, out, &n, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok == 1 && n == 32 ? 0 : -1;
 }
 
 int tls_conn_peer_names(tls_conn_t *c, char ***names)

@@ -46,6 +46,8 @@ typedef struct tls_ctx_opts {
                               the default. For tests and interop. */
     int max_version;       /* 0 (or 13): up to TLS 1.3; 12: TLS 1.2 only */
     bool legacy_ciphers;   /* also allow TLS 1.2 CBC-mode suites */
+    bool insecure;         /* client: accept any server certificate; only
+                              ever from an explicit user choice */
 } tls_ctx_opts_t;
 
 typedef struct tls_ctx tls_ctx_t;
@@ -141,6 +143,11 @@ int tls_conn_cb_unique(tls_conn_t *c, unsigned char *out, size_t size);
  * against ca_file; TLS_ERR_NOMEM. */
 int tls_conn_peer_names(tls_conn_t *c, char ***names);
 void tls_names_free(char **names);
+
+/* SHA-256 of the peer certificate's SubjectPublicKeyInfo (DER), the value
+ * HPKP pins named; for pinning a server's key. Returns 0, or -1 when the
+ * peer sent no certificate. */
+int tls_conn_peer_spki_sha256(tls_conn_t *c, unsigned char out[32]);
 
 /* What went wrong last on this connection, one line ("" if nothing): the
  * OpenSSL reason, e.g. "tlsv1 alert no application protocol" or

@@ -101,6 +101,19 @@ int sasl_scram_first(sasl_server_t *s, const char *msg, size_t len);
 int sasl_scram_server_first(sasl_server_t *s, buf_t *out);
 int sasl_scram_final(sasl_server_t *s, const char *msg, size_t len, buf_t *out);
 
+/* SCRAM message pieces (sasl_scram.c), shared by the server and the client
+ * (sasl_client.c). [p, end) is the rest of a message. */
+/* The end of the attribute value starting at p: the next ',' or end. */
+const char *sasl_attr_end(const char *p, const char *end);
+bool sasl_has_prefix(const char *p, const char *end, const char *pre);
+/* RFC 5802 §7 nonce: 1*printable, no ','. */
+bool sasl_nonce_ok(const char *p, const char *end);
+/* RFC 5802 §5.1 extensions: *("," ALPHA "=" 1*value-char). */
+bool sasl_extensions_ok(const char *p, const char *end);
+/* HMAC with the SCRAM hash; out gets scram_key_len(h) bytes. 0 or -1. */
+int sasl_scram_hmac(scram_hash_t h, const unsigned char *key, size_t keylen,
+                    const void *data, size_t len, unsigned char *out);
+
 /* DIGEST-MD5 steps (sasl_digest.c). */
 int sasl_digest_start(sasl_server_t *s, buf_t *out);
 int sasl_digest_response(sasl_server_t *s, const char *msg, size_t len);

@@ -111,7 +111,7 @@ static int downgrade_attr(const sasl_server_t *s, char *out, size_t size)
 /* --------------------------------------------------------------- parsing */
 
 /* The end of the attribute value starting at p: the next ',' or end. */
-static const char *value_end(const char *p, const char *end)
+const char *sasl_attr_end(const char *p, const char *end)
 {
     const char *c = memchr(p, ',', (size_t)(end - p));
     return c != NULL ? c : end;
@@ -145,7 +145,7 @@ static long decode_saslname(const char *p, const char *end, char *out)
 }
 
 /* RFC 5802 §7: printable = %x21-2B / %x2D-7E (no ','). */
-static bool nonce_ok(const char *p, const char *end)
+bool sasl_nonce_ok(const char *p, const char *end)
 {
     if (p == end)
         return false;
@@ -157,7 +157,7 @@ static bool nonce_ok(const char *p, const char *end)
 
 /* Extensions after the mandatory attributes: ',' ALPHA '=' 1*value-char.
  * They are allowed (RFC 5802 §5.1) and ignored. */
-static bool extensions_ok(const char *p, const char *end)
+bool sasl_extensions_ok(const char *p, const char *end)
 {
     while (p < end) {
         if (*p != ',' || end - p < 4)
@@ -167,7 +167,7 @@ static bool extensions_ok(const char *p, const char *end)
         if (!alpha || p[1] != '=')
             return false;
         const char *v = p + 2;
-        const char *ve = value_end(v, end);
+        const char *ve = sasl_attr_end(v, end);
         if (ve == v)
             return false;
         p = ve;
@@ -182,7 +182,7 @@ static bool cb_name_char(char c)
            (c >= '0' && c <= '9') || c == '.' || c == '-';
 }
 
-static bool has_prefix(const char *p, const char *end, const char *pre)
+bool sasl_has_prefix(const char *p, const char *end, const char *pre)
 {
     size_t n = strlen(pre);
     return (size_t)(end - p) >= n && memcmp(p, pre, n) == 0;
@@ -247,10 +247,10 @@ int sasl_scram_first(sasl_server_t *s, const char *msg, size_t len)
         return SASL_F_MALFORMED_REQUEST;
 
     /* gs2-header = gs2-cbind-flag "," [ authzid ] "," */
-    if (has_prefix(p, end, "n,") || has_prefix(p, end, "y,")) {
+    if (sasl_has_prefix(p, end, "n,") || sasl_has_prefix(p, end, "y,")) {
         flag = *p;
         p += 2;
-    } else if (has_prefix(p, end, "p=")) {
+    } else if (sasl_has_prefix(p, end, "p=")) {
         flag = 'p';
         cbname = p += 2;
         while (p < end && *p != ',') {
@@ -265,9 +265,9 @@ int sasl_scram_first(sasl_server_t *s, const char *msg, size_t len)
     } else {
         return SASL_F_MALFORMED_REQUEST;
     }
-    if (has_prefix(p, end, "a=")) {
+    if (sasl_has_prefix(p, end, "a=")) {
         az = p + 2;
-        az_end = value_end(az, end);
+        az_end = sasl_attr_end(az, end);
         if (az_end == end)
             return SASL_F_MALFORMED_REQUEST;
         p = az_end + 1;
@@ -282,16 +282,17 @@ int sasl_scram_first(sasl_server_t *s, const char *msg, size_t len)
     /* client-first-message-bare = [reserved-mext ","] username "," nonce
      * ["," extensions]. RFC 5802 §5.1: "m" is reserved and its presence
      * MUST fail the authentication. */
-    if (!has_prefix(p, end, "n="))
+    if (!sasl_has_prefix(p, end, "n="))
         return SASL_F_MALFORMED_REQUEST;
     const char *user = p + 2;
-    const char *user_end = value_end(user, end);
+    const char *user_end = sasl_attr_end(user, end);
     p = user_end;
-    if (!has_prefix(p, end, ",r="))
+    if (!sasl_has_prefix(p, end, ",r="))
         return SASL_F_MALFORMED_REQUEST;
     const char *cnonce = p + 3;
-    const char *cnonce_end = value_end(cnonce, end);
-    if (!nonce_ok(cnonce, cnonce_end) || !extensions_ok(cnonce_end, end))
+    const char *cnonce_end = sasl_attr_end(cnonce, end);
+    if (!sasl_nonce_ok(cnonce, cnonce_end) ||
+        !sasl_extensions_ok(cnonce_end, end))
         return SASL_F_MALFORMED_REQUEST;
 
     /* Decoded names are never longer than their encoding. */
@@ -426,8 +427,8 @@ int sasl_scram_server_first(sasl_server_t *s, buf_t *out)
 
 /* ---------------------------------------------------------- client-final */
 
-static int hmac(scram_hash_t h, const unsigned char *key, size_t keylen,
-                const void *data, size_t len, unsigned char *out)
+int sasl_scram_hmac(scram_hash_t h, const unsigned char *key, size_t keylen,
+                    const void *data, size_t len, unsigned char *out)
 {
     unsigned outlen = 0;
     if (HMAC(md_of(h), key, (int)keylen, data, len, out, &outlen) == NULL ||
@@ -444,14 +445,14 @@ int sasl_scram_final(sasl_server_t *s, const char *msg, size_t len, buf_t *out)
 
     /* client-final-message = "c=" base64 "," "r=" nonce ["," extensions]
      * "," "p=" base64; the proof comes last (RFC 5802 §7). */
-    if (!has_prefix(msg, end, "c="))
+    if (!sasl_has_prefix(msg, end, "c="))
         return SASL_F_MALFORMED_REQUEST;
     const char *cb = msg + 2;
-    const char *cb_end = value_end(cb, end);
-    if (!has_prefix(cb_end, end, ",r="))
+    const char *cb_end = sasl_attr_end(cb, end);
+    if (!sasl_has_prefix(cb_end, end, ",r="))
         return SASL_F_MALFORMED_REQUEST;
     const char *r = cb_end + 3;
-    const char *r_end = value_end(r, end);
+    const char *r_end = sasl_attr_end(r, end);
     /* The proof is the last attribute; whatever lies between the nonce and
      * it are extensions. */
     const char *proof = NULL;
@@ -461,8 +462,8 @@ int sasl_scram_final(sasl_server_t *s, const char *msg, size_t len, buf_t *out)
             break;
         }
     }
-    if (proof == NULL || !has_prefix(proof, end, "p=") ||
-        !extensions_ok(r_end, proof - 1))
+    if (proof == NULL || !sasl_has_prefix(proof, end, "p=") ||
+        !sasl_extensions_ok(r_end, proof - 1))
         return SASL_F_MALFORMED_REQUEST;
     const char *without_proof_end = proof - 1;
     proof += 2;
@@ -516,9 +517,10 @@ int sasl_scram_final(sasl_server_t *s, const char *msg, size_t len, buf_t *out)
     unsigned char sig[SCRAM_KEY_MAX], key[SCRAM_KEY_MAX], stored[SCRAM_KEY_MAX];
     unsigned char server_sig[SCRAM_KEY_MAX];
     unsigned mdlen = 0;
-    bool crypto_ok =
-        hmac(s->hash, c->stored_key, klen, am.data, am.len, sig) == 0 &&
-        hmac(s->hash, c->server_key, klen, am.data, am.len, server_sig) == 0;
+    bool crypto_ok = sasl_scram_hmac(s->hash, c->stored_key, klen, am.data,
+                                     am.len, sig) == 0 &&
+                     sasl_scram_hmac(s->hash, c->server_key, klen, am.data,
+                                     am.len, server_sig) == 0;
     buf_free(&am);
     if (!crypto_ok) {
         rc = SASL_F_TEMPORARY_AUTH_FAILURE;
