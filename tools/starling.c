@@ -57,8 +57,9 @@ static void usage(FILE *f)
         "  send JID TEXT            send a chat message; exit 0 once the "
         "server\n"
         "                           has taken it without an error\n"
-        "  listen [--json]          print incoming messages and presence, one\n"
-        "                           line each (JSON objects with --json)\n"
+        "  listen [--json]          print incoming messages, presence and\n"
+        "                           roster items, one line each (JSON\n"
+        "                           objects with --json)\n"
         "  roster [list]            print the roster\n"
         "  roster add JID [NAME]    add or update a contact\n"
         "  roster remove JID        remove a contact\n"
@@ -220,17 +221,40 @@ static void ev_presence(starling_client_t *c, const starling_presence_t *p,
     fflush(stdout);
 }
 
+/* A roster item as `listen` prints it: one line, a JSON object with
+ * --json (every line of `listen --json` is one). */
+static void print_roster_item(const app_t *a, const starling_roster_item_t *it)
+{
+    if (a->json) {
+        printf("{\"kind\":\"roster\",\"jid\":");
+        json_str(stdout, it->jid);
+        printf(",\"name\":");
+        json_str(stdout, it->name);
+        printf(",\"subscription\":");
+        json_str(stdout, it->subscription ? it->subscription : "none");
+        printf(",\"ask\":%s,\"groups\":[",
+               it->ask_subscribe ? "true" : "false");
+        for (size_t g = 0; g < it->group_count; g++) {
+            if (g > 0)
+                putchar(',');
+            json_str(stdout, it->groups[g]);
+        }
+        printf("]}\n");
+    } else {
+        printf("roster %s %s%s\n", it->jid,
+               it->subscription ? it->subscription : "",
+               it->ask_subscribe ? " (asked)" : "");
+    }
+    fflush(stdout);
+}
+
 static void ev_roster_push(starling_client_t *c,
                            const starling_roster_item_t *it, void *ud)
 {
     app_t *a = ud;
     (void)c;
-    if (strcmp(a->cmd, "listen") == 0 || strcmp(a->cmd, "shell") == 0) {
-        printf("roster %s %s%s\n", it->jid,
-               it->subscription ? it->subscription : "",
-               it->ask_subscribe ? " (asked)" : "");
-        fflush(stdout);
-    }
+    if (strcmp(a->cmd, "listen") == 0 || strcmp(a->cmd, "shell") == 0)
+        print_roster_item(a, it);
 }
 
 static void print_roster(starling_client_t *c,
@@ -248,6 +272,12 @@ static void print_roster(starling_client_t *c,
             report_error(a, "roster", err);
             finish(a, 1);
         }
+        return;
+    }
+    /* listen prints the roster it starts with like the pushes after it */
+    if (strcmp(a->cmd, "listen") == 0) {
+        for (size_t i = 0; i < n; i++)
+            print_roster_item(a, &items[i]);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -305,6 +335,7 @@ static starling_presence_type_t parse_show(const char *s, const char **show)
 }
 
 static int run_line(app_t *a, char *line);
+static void on_stdin(uv_poll_t *p, int status, int events);
 
 static void ev_connected(starling_client_t *c, const char *jid, void *ud)
 {
@@ -323,9 +354,12 @@ static void ev_connected(starling_client_t *c, const char *jid, void *ud)
                                   "<ping xmlns='urn:xmpp:ping'/>", 0, iq_done,
                                   a);
     } else if (strcmp(cmd, "listen") == 0) {
-        fprintf(stderr, "starling: listening as %s (Ctrl-C stops)\n", jid);
-        rc = starling_roster_get(c, NULL, print_roster, a) < 0 ? 0 : 0;
+        /* RFC 6121 §2.2 (feature set 11-2): the roster before the initial
+         * presence; a server without rosters answers with an error, which
+         * listen ignores. */
+        starling_roster_get(c, NULL, print_roster, a);
         starling_send_presence(c, NULL, STARLING_PRES_AVAILABLE, NULL, NULL, 0);
+        fprintf(stderr, "starling: listening as %s (Ctrl-C stops)\n", jid);
     } else if (strcmp(cmd, "roster") == 0) {
         const char *sub = a->nargs > 0 ? a->args[0] : "list";
         if (strcmp(sub, "list") == 0)
@@ -372,6 +406,10 @@ static void ev_connected(starling_client_t *c, const char *jid, void *ud)
         printf("connected as %s; /help for commands\n", jid);
         fflush(stdout);
         starling_send_presence(c, NULL, STARLING_PRES_AVAILABLE, NULL, NULL, 0);
+        if (!a->shell_started) {
+            a->shell_started = true;
+            uv_poll_start(&a->stdin_poll, UV_READABLE, on_stdin);
+        }
     }
     if (rc < 0) {
         fprintf(stderr, "starling: %s: invalid arguments (see --help)\n", cmd);
@@ -717,9 +755,9 @@ int main(int argc, char **argv)
         el_set(a.el, EL_PROMPT, prompt);
         el_set(a.el, EL_EDITOR, "emacs");
         el_set(a.el, EL_HIST, history, a.hist);
+        /* Commands are read once connected (ev_connected). */
         uv_poll_init(a.loop, &a.stdin_poll, STDIN_FILENO);
         a.stdin_poll.data = &a;
-        uv_poll_start(&a.stdin_poll, UV_READABLE, on_stdin);
     }
     if (starling_client_connect(a.c) < 0) {
         fprintf(stderr, "starling: bad --server address\n");

@@ -146,6 +146,15 @@ static const char *pick_cb(const sasl_client_params_t *p,
 
     if (!p->tls)
         return NULL;
+    /* Without an XEP-0440 list, RFC 9266's default: tls-exporter on TLS
+     * 1.3 and tls-unique on TLS 1.2. tls-unique data exists only on TLS
+     * 1.2, so having it means this is TLS 1.2 (where servers such as
+     * Prosody 0.12 bind with tls-unique and reject tls-exporter). */
+    if (!listed && have_uni) {
+        *data = p->cb_unique;
+        *len = p->cb_unique_len;
+        return "tls-unique";
+    }
     if (have_exp && (!listed || cb_offered(p, "tls-exporter"))) {
         *data = p->cb_exporter;
         *len = p->cb_exporter_len;

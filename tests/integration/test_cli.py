@@ -207,6 +207,55 @@ class CliTest(ServerTestCase):
             r = run(self.common + [cmd, 'bob@localhost'])
             self.assertEqual(r.returncode, 0, '%s: %s' % (cmd, r.stderr))
 
+    def test_dns_srv(self):
+        """3.1-2 and XEP-0368: without --server the client looks the domain
+        up. A dnsmasq on loopback answers _xmpps-client (direct TLS) and
+        _xmpp-client SRV records for localhost pointing at the test
+        server's two ports; the client prefers direct TLS, and still checks
+        the certificate against the domain, not the SRV target."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+        s.close()
+        log = os.path.join(harness._mkdtemp(), 'dnsmasq.log')
+        dns = subprocess.Popen([
+            '/usr/sbin/dnsmasq', '--no-daemon', '--conf-file=/dev/null',
+            '--pid-file=', '--port=%d' % port, '--listen-address=127.0.0.1',
+            '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/',
+            '--log-queries', '--log-facility=' + log,
+            '--srv-host=_xmpps-client._tcp.localhost,xmpps.srv.test,%d,0,0'
+            % self.srv.tls_port,
+            '--srv-host=_xmpp-client._tcp.localhost,xmpp.srv.test,%d,0,0'
+            % self.srv.port,
+            '--host-record=xmpps.srv.test,127.0.0.1',
+            '--host-record=xmpp.srv.test,127.0.0.1'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (dns.terminate(), dns.wait(5)))
+        time.sleep(0.3)
+        r = run(['--dns', '127.0.0.1:%d' % port, '--ca-file', self.srv.cert,
+                 '--verbose', 'presence'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('connected as alice@localhost/', r.stderr)
+        # It went to the direct TLS port: the server logs the listener.
+        self.assertTrue(any('(direct TLS)' in l and 'connection from' in l
+                            for l in self.srv.lines), 'no direct TLS connection')
+
+    def test_shell(self):
+        """`starling shell` reads commands (here from a pipe; libedit gives
+        line editing on a terminal): /send reaches a listener, /quit ends
+        with status 0."""
+        p = self.listen()
+        env = dict(os.environ, STARLING_PASSWORD='alice-secret')
+        r = subprocess.run([STARLING, '--jid', 'alice@localhost'] + self.common
+                           + ['shell'], env=env, text=True, timeout=30,
+                           input='/help\n/send bob@localhost from the shell\n'
+                                 '/quit\n',
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('connected as alice@localhost/', r.stdout)
+        self.assertIn('/send JID TEXT', r.stdout)
+        self.read_json(p, {'kind': 'message', 'body': 'from the shell'})
+
     def test_usage_errors(self):
         r = run(['send', 'bob@localhost'])
         self.assertEqual(r.returncode, 2)

@@ -243,13 +243,21 @@ static void test_scram_plus(void **state)
     expect_ok(*state, &cp, &sp, SASL_MECH_SCRAM_SHA256_PLUS,
               "p=tls-unique,,n=juliet,r=");
 
-    /* No XEP-0440 at all: tls-exporter by default, tls-unique when that is
-     * all the connection has. */
+    /* No XEP-0440 at all: RFC 9266's default, tls-unique on TLS 1.2 (the
+     * connection has tls-unique data) and tls-exporter on TLS 1.3 (it has
+     * only exporter data). */
     cp.server_cb = NULL;
     cp.server_cb_count = 0;
     sp.advertised_cb = 0;
+    expect_ok(*state, &cp, &sp, SASL_MECH_SCRAM_SHA256_PLUS, "p=tls-unique,,");
+    const unsigned char *uni = cp.cb_unique;
+    size_t uni_len = cp.cb_unique_len;
+    cp.cb_unique = NULL;
+    cp.cb_unique_len = 0;
     expect_ok(*state, &cp, &sp, SASL_MECH_SCRAM_SHA256_PLUS,
               "p=tls-exporter,,");
+    cp.cb_unique = uni;
+    cp.cb_unique_len = uni_len;
     cp.cb_exporter = NULL;
     cp.cb_exporter_len = 0;
     expect_ok(*state, &cp, &sp, SASL_MECH_SCRAM_SHA256_PLUS, "p=tls-unique,,");
@@ -895,8 +903,11 @@ static const choice_t choices[] = {
      * server does offer binding). */
     {S256P S256, "tls-server-end-point", true, true, true, false, true, true,
      true, SASL_MECH_SCRAM_SHA256, "n,", NULL},
-    /* No XEP-0440: tls-exporter when we have it. */
+    /* No XEP-0440: tls-unique on TLS 1.2 (its data exists), tls-exporter
+     * on TLS 1.3 (RFC 9266). */
     {S1P S1, NULL, true, true, true, false, true, true, true,
+     SASL_MECH_SCRAM_SHA1_PLUS, "p=tls-unique,", NULL},
+    {S1P S1, NULL, true, true, false, false, true, true, true,
      SASL_MECH_SCRAM_SHA1_PLUS, "p=tls-exporter,", NULL},
     {S1P S1, NULL, true, false, true, false, true, true, true,
      SASL_MECH_SCRAM_SHA1_PLUS, "p=tls-unique,", NULL},
