@@ -11,7 +11,8 @@
  *   byte 0  bits 0-2 chunking: whole write, 1 byte, fixed (param+1), random
  *           1..param+1, random 1..4, random 1..64, 7 bytes, two halves;
  *           bit 3 tls_required; bit 4 account lookups answered after the
- *           feed (else from inside the hook); bit 5 password checks after
+ *           feed (else from inside the hook), and SASL failures held back
+ *           by auth_failed until then; bit 5 password checks after
  *           the feed; bit 6 binds after the feed; bit 7 TLS handshakes
  *           finish after the feed
  *   byte 1  bit 0 TLS handshakes fail; bit 1 the client certificate names
@@ -47,8 +48,10 @@
  *    <proceed/> and <success/>), elements, close tag; headers carry id,
  *    version 1.0 and from = a served host;
  *  - nothing is sent after our close tag, or after <proceed/> until the
- *    TLS layer reports back, and no hook runs after hooks->close; close
- *    runs at most once, and always after stream_abort();
+ *    TLS layer reports back, or while a SASL <failure/> is held back
+ *    (auth_failed's delay) except a stream error; no hook runs after
+ *    hooks->close; close runs at most once, and always after
+ *    stream_abort();
  *  - a stream error is followed at once by our close tag, names an RFC
  *    6120 §4.9.3 condition, and is what stream_error_sent() reports;
  *  - features: STARTTLS exactly when neither TLS nor SASL has happened;
@@ -401,6 +404,10 @@ static void o_send(void *ud, const char *d, size_t n)
     CHECK(d != NULL && n > 0);
     if (trace)
         fprintf(stderr, "S: %.*s\n", (int)n, d);
+    /* While a <failure/> is held back the stream answers nothing; only an
+     * error that ends the stream (bad XML) may still go out. */
+    if (f->pend_delay)
+        CHECK(n > 14 && memcmp(d, "<stream:error>", 14) == 0);
 
     /* A stanza the client sent may hold anything in its payload (even a
      * <proceed/> or a stream element of its own), so these textual checks

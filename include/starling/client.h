@@ -275,6 +275,61 @@ STARLING_API char *starling_stanza_to_string(const starling_stanza_t *s);
 /** A short English description of an error kind. */
 STARLING_API const char *starling_error_kind_name(starling_error_kind_t k);
 
+/* ------------------------------------------------------------------ */
+/* Blocking convenience layer for scripts and tests.                  */
+/* ------------------------------------------------------------------ */
+
+/** A connection driven by blocking calls: each call runs the client's
+ *  private loop until what it waits for has happened or its timeout
+ *  passed. Not for use inside a libuv callback. One thread at a time. */
+typedef struct starling_sync starling_sync_t;
+
+/** A message taken with starling_sync_wait_message(). */
+typedef struct starling_sync_message {
+    char *from;
+    char *body; /**< NULL if the message had none */
+    starling_msg_type_t type;
+} starling_sync_message_t;
+
+/** Connects and waits until bound, at most timeout_ms. Always returns a
+ *  handle (NULL only when out of memory); on failure
+ *  starling_sync_error() says why. Close it with starling_sync_close(). */
+STARLING_API starling_sync_t *
+starling_sync_connect(const starling_client_opts_t *opts, unsigned timeout_ms);
+
+/** The last failure, or NULL after success. Valid until the next call. */
+STARLING_API const starling_error_t *
+starling_sync_error(const starling_sync_t *s);
+
+/** The underlying client (for the asynchronous API on the same thread). */
+STARLING_API starling_client_t *starling_sync_client(starling_sync_t *s);
+
+/** Sends a message and waits until the server has handled it: 0, or -1
+ *  when it was refused (an error reply), the connection failed or the
+ *  timeout passed (starling_sync_error() says which). */
+STARLING_API int starling_sync_send_message(starling_sync_t *s, const char *to,
+                                            starling_msg_type_t type,
+                                            const char *body,
+                                            unsigned timeout_ms);
+
+/** Waits for the next incoming message (messages that arrived earlier are
+ *  queued, up to 256): 0 and *out filled (free with
+ *  starling_sync_message_clear()), or -1 on timeout or disconnection. */
+STARLING_API int starling_sync_wait_message(starling_sync_t *s,
+                                            unsigned timeout_ms,
+                                            starling_sync_message_t *out);
+STARLING_API void starling_sync_message_clear(starling_sync_message_t *m);
+
+/** Sends an IQ and waits for the answer: 0 with the result stanza as XML
+ *  in *result (malloc'd; may be NULL when not wanted), or -1 (error reply,
+ *  timeout, disconnection: see starling_sync_error()). */
+STARLING_API int starling_sync_iq(starling_sync_t *s, const char *to, bool set,
+                                  const char *child_xml, unsigned timeout_ms,
+                                  char **result);
+
+/** Closes the stream politely (bounded by 5 s) and frees everything. */
+STARLING_API void starling_sync_close(starling_sync_t *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -741,8 +741,8 @@ static void on_addrs(void *ud, int err, struct sockaddr_storage *addrs,
                      size_t n)
 {
     starling_client_t *c = ud;
-    if (err == DNS_ERR_CANCELLED)
-        return;
+    if (err == DNS_ERR_CANCELLED || !c->want_connected)
+        return; /* cancelled, or starling_client_disconnect() meanwhile */
     free(c->addrs);
     c->addrs = NULL;
     c->naddrs = c->addr_i = 0;
@@ -759,8 +759,9 @@ static void on_addrs(void *ud, int err, struct sockaddr_storage *addrs,
 static void on_targets(void *ud, int err, dns_targets_t *targets)
 {
     starling_client_t *c = ud;
-    if (err == DNS_ERR_CANCELLED) {
+    if (err == DNS_ERR_CANCELLED || !c->want_connected) {
         dns_targets_free(targets);
+        free(targets);
         return;
     }
     if (err != DNS_OK) {
@@ -1012,6 +1013,7 @@ int starling_client_connect(starling_client_t *c)
 
 void starling_client_disconnect(starling_client_t *c)
 {
+    bool wanted = c->want_connected;
     c->want_connected = false;
     uv_timer_stop(c->timer);
     if (c->conn != NULL && c->conn->sc != NULL &&
@@ -1020,8 +1022,14 @@ void starling_client_disconnect(starling_client_t *c)
         conn_flush(c->conn);
         return; /* the server's close tag ends it (h_close) */
     }
-    if (c->conn != NULL)
+    if (c->conn != NULL) {
         conn_drop(c->conn);
+    } else if (wanted) {
+        /* Waiting to reconnect, or looking the server up: no connection
+         * to close, but `disconnected` follows all the same. */
+        memset(&c->err, 0, sizeof(c->err));
+        report_disconnect(c);
+    }
 }
 
 const char *starling_client_jid(const starling_client_t *c)
