@@ -19,9 +19,11 @@
  *           juliet@localhost (EXTERNAL); bit 2 tls-unique data as well as
  *           tls-exporter; bit 3 account lookups fail (storage error);
  *           bit 4 binds fail (conflict, or resource-constraint with bit 5);
- *           bit 5 see bit 4; bit 6 a bound stanza is sent back to the
- *           client from inside the stanza hook, and the third one ends the
- *           stream with a stream error from inside it; bit 7 two served
+ *           bit 5 see bit 4; bit 6 each bound stanza is sent back to the
+ *           client from inside the stanza hook (iq with stream_send_raw,
+ *           others with stream_send_element), and the third one ends the
+ *           stream from inside it (a message with a conflict stream
+ *           error, others with stream_close); bit 7 two served
  *           hosts (localhost, example.org)
  *   byte 2  chunking parameter
  *   byte 3  bit 0 failed binds carry no condition; bit 1 binds answer a
@@ -676,10 +678,26 @@ static void o_stanza(void *ud, xml_tree_t *t)
         /* The router delivering to this very session, from inside the
          * hook (a message to oneself). */
         f->in_echo = true;
-        CHECK(stream_send_element(f->s, el));
+        if (strcmp(el->name, "iq") == 0) {
+            /* Fan-out sends blocks serialized once (stream_send_raw). */
+            char *raw = xml_to_string(el, XML_NS_CLIENT);
+            CHECK(raw != NULL);
+            CHECK(stream_send_raw(f->s, raw, strlen(raw)));
+            free(raw);
+        } else {
+            CHECK(stream_send_element(f->s, el));
+        }
         f->in_echo = false;
-        if (f->stanzas == 3)
+        /* The owner ends the stream from inside the hook: a conflict (a
+         * new session took the resource) or a plain close (shutdown). */
+        if (f->stanzas == 3 && strcmp(el->name, "message") == 0)
             stream_error(f->s, "conflict", "replaced by a new session");
+        else if (f->stanzas == 3)
+            stream_close(f->s);
+        if (f->stanzas >= 3) {
+            CHECK(f->close_tag_sent);
+            CHECK(!stream_send_element(f->s, el));
+        }
     }
     xml_tree_free(t);
 }

@@ -1,12 +1,12 @@
 """libstarling's blocking layer (starling_sync_*) against starlingd: runs
-sync_check (a C program on the public API) against a harness server."""
+client_sync_check (a C program on the public API) against a harness server."""
 
 import os
 import subprocess
 
 from harness import Server, ServerTestCase, main
 
-CHECK = os.environ.get('SYNC_CHECK')
+CHECK = os.environ.get('CLIENT_SYNC_CHECK')
 
 
 class SyncTest(ServerTestCase):
@@ -26,5 +26,5 @@ class SyncTest(ServerTestCase):
 
 if __name__ == '__main__':
     if not CHECK:
-        raise SystemExit('set SYNC_CHECK to the sync_check binary')
+        raise SystemExit('set CLIENT_SYNC_CHECK to the client_sync_check binary')
     main()

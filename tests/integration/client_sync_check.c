@@ -1,7 +1,7 @@
-/* sync_check: the blocking layer of libstarling (starling_sync_*) against
- * a running starlingd, as a script or a test would use it.
+/* client_sync_check: the blocking layer of libstarling (starling_sync_*)
+ * against a running starlingd, as a script or a test would use it.
  *
- *   sync_check PORT CA_FILE   (passwords in ALICE_PW and BOB_PW)
+ *   client_sync_check PORT CA_FILE   (passwords in ALICE_PW and BOB_PW)
  */
 #include <stdio.h>
 #include <stdlib.h>
