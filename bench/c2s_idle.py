@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""c2s_idle: memory per idle authenticated TLS session, and server CPU per
-TLS + SCRAM login, for starlingd. A benchmark: it prints figures and asserts
+"""c2s_idle: memory per idle authenticated TLS session, server CPU per
+TLS + SCRAM login, and server CPU per 1:1 message, for starlingd. A benchmark: it prints figures and asserts
 nothing.
 
     bench/c2s_idle.py [--sessions N] [--tls13|--tls12] build/bin/starlingd build/bin/starlingctl
@@ -46,6 +46,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sessions', type=int, default=500)
     p.add_argument('--tls12', action='store_true')
+    p.add_argument('--messages', type=int, default=20000)
     p.add_argument('starlingd')
     p.add_argument('starlingctl')
     a = p.parse_args()
@@ -55,7 +56,10 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.sessions * 2 + 100), hard))
 
     users = {'u%d@localhost' % i: 'pw%d' % i for i in range(10)}
-    srv = harness.Server(users=users, limits={'idle_timeout': 0.0},
+    # No per-connection rate limit: the message figure measures the server,
+    # not the limiter.
+    srv = harness.Server(users=users, limits={'idle_timeout': 0.0,
+                                              'rate_limit': 0},
                          c2s={'max_resources': 1024})
     pid = srv.proc.pid
     time.sleep(0.5)
@@ -78,6 +82,33 @@ def main():
     print('  server CPU for the logins: %.2f s: %.2f ms per TLS + SCRAM login + bind'
           % (cpu1 - cpu0, (cpu1 - cpu0) * 1000 / n))
     print('  (client side took %.1f s; the load generator is Python)' % elapsed)
+    # Server CPU per 1:1 message: one client sends, another receives.
+    if a.messages > 0 and len(clients) >= 2:
+        snd, rcv = clients[0], clients[1]
+        stanza = ("<message to='%s' type='chat'><body>%s</body></message>"
+                  % (rcv.jid, 'x' * 40)).encode()
+        batch = stanza * 100
+        cpu2 = cpu_seconds(pid)
+        t1 = time.monotonic()
+        rcv.sock.settimeout(10)
+        seen, tail = 0, b''
+        for i in range(a.messages // 100):
+            snd.sock.sendall(batch)
+            # Keep at most ~1000 messages in flight.
+            while seen < (i + 1) * 100 - 1000:
+                data = tail + rcv.sock.recv(1 << 16)
+                seen += data.count(b'</message>')
+                tail = data[-16:]
+        while seen < (a.messages // 100) * 100:
+            data = tail + rcv.sock.recv(1 << 16)
+            seen += data.count(b'</message>')
+            tail = data[-16:]
+        wall = time.monotonic() - t1
+        cpu3 = cpu_seconds(pid)
+        print('  server CPU per 1:1 message (%d messages, 40-byte bodies, TLS): '
+              '%.1f us; %.0f messages/s through one connection pair'
+              % (a.messages, (cpu3 - cpu2) * 1e6 / a.messages,
+                 a.messages / wall))
     for c in clients:
         c.close()
     srv.stop()
