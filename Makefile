@@ -4,6 +4,7 @@
 #                 interop tests, and a short run of every fuzz target
 #   make run      start starlingd on its development defaults
 #   make fuzz     run every fuzz target for FUZZ_TIME seconds (default 600)
+#   make bench    print starlingd's figures (bench/; not a test)
 #   make format   apply .clang-format (make test checks it)
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -13,7 +14,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_TIME ?= 600
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build asan fuzz-build test unit run fuzz format format-check clean
+.PHONY: all deps build asan fuzz-build test unit run fuzz bench format format-check clean
 
 all: build
 
@@ -52,6 +53,10 @@ run: build
 fuzz: fuzz-build
 	@for t in $(FUZZ_BUILD)/bin/fuzz_*; do \
 	    scripts/fuzz-run "$$t" $(FUZZ_TIME) || exit 1; done
+
+bench: build
+	@/usr/bin/python3 bench/c2s_idle.py --sessions $${SESSIONS:-500} \
+	    --messages $${MESSAGES:-20000} $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
