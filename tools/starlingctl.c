@@ -447,7 +447,9 @@ static int store_new_password(ctl_t *ctl, const jid_t *j, const char *name,
     return 0;
 }
 
-static int cmd_adduser(ctl_t *ctl, const char *arg)
+/* adduser (create) and passwd (!create): the account must be absent or
+ * present, then a new password is asked for and stored. */
+static int set_password(ctl_t *ctl, const char *arg, bool create)
 {
     char name[JID_FORMAT_BUF];
     jid_t j;
@@ -455,48 +457,39 @@ static int cmd_adduser(ctl_t *ctl, const char *arg)
 
     if (parse_account(ctl, arg, true, &j, name) != 0)
         return 1;
-    if (open_store(ctl) == 0) {
-        /* Before asking for a password, so that nobody types one for
-         * nothing; the create still catches an account made meanwhile. */
-        int found = account_lookup(ctl, &j, name);
-        if (found == STORE_OK)
-            fail("%s: account exists", name);
-        else if (found == STORE_ERR_NOT_FOUND)
-            rc = store_new_password(ctl, &j, name, true);
-    }
-    close_store(ctl);
-    jid_clear(&j);
-    if (rc == 0)
-        printf("created %s\n", name);
-    return rc;
-}
-
-static int cmd_passwd(ctl_t *ctl, const char *arg)
-{
-    char name[JID_FORMAT_BUF];
-    jid_t j;
-    int rc = 1;
-
-    if (parse_account(ctl, arg, true, &j, name) != 0)
-        return 1;
-    /* Opening would create an empty database where there was none. */
-    if (!db_exists(ctl)) {
+    /* passwd: opening would create an empty database where there was
+     * none. */
+    if (!create && !db_exists(ctl)) {
         jid_clear(&j);
         return fail("%s: no such account (no database at %s)", name,
                     ctl->cfg.storage_path);
     }
     if (open_store(ctl) == 0) {
+        /* Before asking for a password, so that nobody types one for
+         * nothing; the store still catches a change made meanwhile. */
         int found = account_lookup(ctl, &j, name);
-        if (found == STORE_ERR_NOT_FOUND)
+        if (found == STORE_OK && create)
+            fail("%s: account exists", name);
+        else if (found == STORE_ERR_NOT_FOUND && !create)
             fail("%s: no such account", name);
-        else if (found == STORE_OK)
-            rc = store_new_password(ctl, &j, name, false);
+        else if (found == STORE_OK || found == STORE_ERR_NOT_FOUND)
+            rc = store_new_password(ctl, &j, name, create);
     }
     close_store(ctl);
     jid_clear(&j);
     if (rc == 0)
-        printf("changed the password of %s\n", name);
+        printf(create ? "created %s\n" : "changed the password of %s\n", name);
     return rc;
+}
+
+static int cmd_adduser(ctl_t *ctl, const char *arg)
+{
+    return set_password(ctl, arg, true);
+}
+
+static int cmd_passwd(ctl_t *ctl, const char *arg)
+{
+    return set_password(ctl, arg, false);
 }
 
 static int cmd_deluser(ctl_t *ctl, const char *arg)

@@ -815,7 +815,7 @@ static void test_scram_tampered_final(void **state)
 
     /* The right proof for a nonce the server did not send: a changed
      * server part, and the client's nonce alone. */
-    const char *nonces[] = {"abcdefghXXXX", "abcdefgh"};
+    const char *nonces[] = {"abcdefghZZZZ", "abcdefgh"};
     for (int i = 0; i < 2; i++) {
         sasl_server_t *s =
             own_start(a, SASL_MECH_SCRAM_SHA256, &p, "n,,n=juliet,r=abcdefgh",
