@@ -170,5 +170,61 @@ class SlowReader(harness.ServerTestCase):
             srv.kill()
 
 
+class SizeLimitAtCrossing(harness.ServerTestCase):
+    """Issue 7 item 8: the element size limit is enforced at the byte that
+    crosses it (within one read), not one buffer later."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Default limits: 16,384 bytes before authentication.
+        cls.srv = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def sent_until_error(self, c, head, total, piece=1024):
+        """Sends `head` and then filler text in `piece`-byte pieces, up to
+        `total` bytes of the element, waiting briefly after each piece for
+        the server's stream error. Returns the element bytes sent when the
+        error arrived (None if it never did)."""
+        c.send(head)
+        sent = len(head)
+        while sent < total:
+            n = min(piece, total - sent)
+            try:
+                c.send('x' * n)
+            except OSError:
+                break
+            sent += n
+            c.sock.settimeout(0.05)
+            try:
+                data = c.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return sent
+            if data:
+                c.raw += data
+                c._feed(data)
+            if b'policy-violation' in bytes(c.stream_raw) or not data:
+                return sent
+        return None
+
+    def test_preauth_unclosed_stanza(self):
+        """A 20,000-byte unclosed <message><body>... before authentication,
+        sent in 1 KiB pieces: policy-violation arrives before more than
+        16,384 + 4,096 bytes of it have been sent."""
+        c = self.client(self.srv)
+        c.open_stream()
+        sent = self.sent_until_error(c, '<message><body>', 20000)
+        print('sent', sent)
+        self.assertIsNotNone(sent, 'no stream error after 20,000 bytes')
+        self.assertGreater(sent, 16384)
+        self.assertLessEqual(sent, 16384 + 4096)
+        c.sock.settimeout(5)
+        c.expect_stream_error('policy-violation')
+
+
 if __name__ == '__main__':
     harness.main()

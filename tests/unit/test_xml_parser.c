@@ -1458,6 +1458,68 @@ static void test_limit_size_never_closed(void **state)
             XML_ERR_RESTRICTED);
 }
 
+/* Builds exactly `limit` bytes of one unfinished top-level element: `head`,
+ * then `unit` as often as it fits, then `pad` bytes up to the limit. Fed in
+ * `step`-byte pieces (0: one piece), none of that is an error; the single
+ * byte `next` after it crosses the limit and is (issue 7 item 8: the limit
+ * holds at the byte that crosses it). */
+static void crossing(const char *head, const char *unit, char pad, size_t limit,
+                     size_t step, char next)
+{
+    xml_parser_opts_t o;
+    opts_with(&o, limit, 0, 0);
+    cap_t c;
+    cap_init(&c, &o);
+    check_rc(feed_str(c.p, HDR), XML_OK, HDR, strlen(HDR), "header");
+    buf_t b = BUF_INIT;
+    buf_append_str(&b, head);
+    while (b.len + strlen(unit) <= limit)
+        buf_append_str(&b, unit);
+    append_n(&b, pad, limit - b.len);
+    assert_int_equal(b.len, limit);
+    size_t n = step == 0 ? b.len : step;
+    for (size_t off = 0; off < b.len; off += n) {
+        size_t k = b.len - off < n ? b.len - off : n;
+        int rc = xml_parser_feed(c.p, b.data + off, k);
+        if (rc != XML_OK)
+            fail_msg("%s%s... limit %zu step %zu: %s after %zu bytes", head,
+                     unit, limit, step, err_name(rc), off + k);
+    }
+    int rc = xml_parser_feed(c.p, &next, 1);
+    if (rc != XML_ERR_TOO_LARGE)
+        fail_msg("%s%s... limit %zu step %zu: byte %zu gave %s", head, unit,
+                 limit, step, limit + 1, err_name(rc));
+    assert_string_equal(xml_error_condition(rc), "policy-violation");
+    assert_int_equal(c.n_els, 0);
+    buf_free(&b);
+    cap_free(&c);
+}
+
+static void test_limit_size_exact_crossing(void **state)
+{
+    (void)state;
+    static const size_t limits[] = {16384, 262144};
+    static const size_t steps[] = {0, 1, 1000, 4096, 16384};
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+            size_t L = limits[l], st = steps[k];
+            if (st == 1 && L > 16384)
+                continue; /* byte by byte: the small limit is enough */
+            /* Text streamed to expat in pieces. */
+            crossing("<message><body>", "x", 'x', L, st, 'x');
+            /* One long start tag, held back until its '>'. */
+            crossing("<message to='", "a", 'a', L, st, 'a');
+            crossing("<message ", "a", 'a', L, st, 'a');
+            /* Complete nested children; the crossing byte is text, or the
+             * '<' of a next child that is held back. */
+            crossing("<message>", "<x a='1'><y>t</y></x>", ' ', L, st, ' ');
+            crossing("<message>", "<x a='1'><y>t</y></x>", ' ', L, st, '<');
+            /* CDATA content. */
+            crossing("<message><body><![CDATA[", "c", 'c', L, st, 'c');
+        }
+    }
+}
+
 /* 10 MiB of one attribute value in 4 KiB chunks with the default limit:
  * the feed fails once the limit is crossed and memory stays bounded. */
 static void test_limit_memory_bounded(void **state)
@@ -1937,6 +1999,7 @@ int main(void)
         cmocka_unit_test(test_limit_size_self_closed),
         cmocka_unit_test(test_limit_size_header),
         cmocka_unit_test(test_limit_size_never_closed),
+        cmocka_unit_test(test_limit_size_exact_crossing),
         cmocka_unit_test(test_limit_memory_bounded),
         cmocka_unit_test(test_limit_keepalives),
         cmocka_unit_test(test_limit_depth),
