@@ -17,10 +17,12 @@
 
 #include "base/base64.h"
 #include "base/rand.h"
+#include "stream/stanza.h"
+#include "stream/stream_internal.h"
 
 /* Elements that may wait for an asynchronous answer; a client that
  * pipelines more than this before negotiation ends is misbehaving. */
-enum { QUEUE_MAX = 32, SASL_DATA_MAX = 16 * 1024 };
+enum { QUEUE_MAX = 32 };
 
 struct queued {
     struct queued *next;
@@ -54,8 +56,8 @@ struct stream {
 
     char id[32];
     char lang[36];
-    const char *domain; /* the served host: one of cfg->hosts, or NULL */
-    char *bind_iq_id;   /* id of the pending bind request */
+    const char *domain;   /* the served host: one of cfg->hosts, or NULL */
+    xml_tree_t *bind_req; /* the pending bind request (WAIT_BIND) */
 
     /* SASL */
     sasl_server_t *sasl;
@@ -80,34 +82,13 @@ struct stream {
     size_t queue_len;
 
     const char *error_sent;
+    bool send_failed; /* the owner could not queue bytes: no more output */
 };
 
 static void process_element(stream_t *s, xml_tree_t *t);
 static void process_queue(stream_t *s);
 
 /* ----------------------------------------------------------- output */
-
-static void send_str(stream_t *s, const char *str)
-{
-    if (s->state == STREAM_CLOSED || s->close_called)
-        return;
-    s->hooks.send(s->ud, str, strlen(str));
-}
-
-static void send_buf(stream_t *s, const buf_t *b)
-{
-    if (s->state == STREAM_CLOSED || s->close_called || b->len == 0)
-        return;
-    s->hooks.send(s->ud, b->data, b->len);
-}
-
-static void send_tree(stream_t *s, const xml_node_t *el)
-{
-    buf_t b = BUF_INIT;
-    if (xml_serialize(el, XML_NS_CLIENT, &b) == 0)
-        send_buf(s, &b);
-    buf_free(&b);
-}
 
 static void call_close(stream_t *s)
 {
@@ -116,6 +97,64 @@ static void call_close(stream_t *s)
     s->close_called = true;
     s->state = STREAM_CLOSED;
     s->hooks.close(s->ud);
+}
+
+/* Every byte for the peer goes through here. When the owner cannot queue
+ * bytes (send_checked fails: out of memory), the stream is broken — a
+ * stanza or part of an element is missing — so it sends nothing more and
+ * closes (CONVENTIONS.md: the library never ignores a failed allocation).
+ * Returns 0, or -1 when nothing can be sent any more. */
+static int send_bytes(stream_t *s, const char *data, size_t len)
+{
+    if (s->state == STREAM_CLOSED || s->close_called || s->send_failed)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (s->hooks.send_checked != NULL) {
+        if (s->hooks.send_checked(s->ud, data, len) < 0) {
+            s->send_failed = true;
+            if (s->error_sent == NULL)
+                s->error_sent = "internal-server-error";
+            call_close(s);
+            return -1;
+        }
+        return 0;
+    }
+    s->hooks.send(s->ud, data, len);
+    return 0;
+}
+
+static void send_str(stream_t *s, const char *str)
+{
+    send_bytes(s, str, strlen(str));
+}
+
+static void send_buf(stream_t *s, const buf_t *b)
+{
+    send_bytes(s, b->data, b->len);
+}
+
+static void fail_stream(stream_t *s, const char *condition, const char *text);
+
+/* Sends what was built in b, or — when building it ran out of memory
+ * (rc < 0) — ends the stream with resource-constraint instead of sending a
+ * truncated element. Frees b. Returns 0 when sent. */
+static int send_built(stream_t *s, buf_t *b, int rc)
+{
+    if (rc < 0) {
+        buf_free(b);
+        fail_stream(s, "resource-constraint", NULL);
+        return -1;
+    }
+    rc = send_bytes(s, b->data, b->len);
+    buf_free(b);
+    return rc;
+}
+
+static int send_tree(stream_t *s, const xml_node_t *el)
+{
+    buf_t b = BUF_INIT;
+    return send_built(s, &b, xml_serialize(el, XML_NS_CLIENT, &b));
 }
 
 /* Our stream header (RFC 6120 §4.7): from = the served domain, to = the
@@ -161,19 +200,21 @@ static void fail_stream(stream_t *s, const char *condition, const char *text)
         send_header(s, NULL);
     s->error_sent = condition;
     buf_t b = BUF_INIT;
-    buf_append_str(&b, "<stream:error><");
-    buf_append_str(&b, condition);
-    buf_append_str(&b, " xmlns='" STREAM_NS_STREAMS_ERR "'/>");
-    if (text != NULL) {
-        buf_append_str(&b, "<text xmlns='" STREAM_NS_STREAMS_ERR
-                           "' xml:lang='en'>");
-        xml_escape(text, strlen(text), &b);
-        buf_append_str(&b, "</text>");
+    if (stream_write_error(&b, condition, text) < 0 ||
+        buf_append_str(&b, "</stream:stream>") < 0) {
+        /* Out of memory: the condition alone, from static text. */
+        buf_free(&b);
+        s->error_sent = "resource-constraint";
+        send_str(
+            s,
+            "<stream:error><resource-constraint xmlns='" STREAM_NS_STREAMS_ERR
+            "'/></stream:error></stream:stream>");
+    } else {
+        send_buf(s, &b);
+        buf_free(&b);
     }
-    buf_append_str(&b, "</stream:error></stream:stream>");
-    send_buf(s, &b);
-    buf_free(&b);
-    s->state = STREAM_CLOSING;
+    if (s->state != STREAM_CLOSED)
+        s->state = STREAM_CLOSING;
 }
 
 /* ---------------------------------------------------------- features */
@@ -195,70 +236,150 @@ static unsigned offered_mechs(const stream_t *s)
     return m;
 }
 
-static void send_features(stream_t *s)
+/* RFC 6120 §5.3.1: TLS before SASL. After authentication STARTTLS is
+ * refused (handle_starttls), so it is not offered either. */
+static bool tls_pending(const stream_t *s)
 {
-    buf_t b = BUF_INIT;
-    buf_append_str(&b, "<stream:features>");
-    /* RFC 6120 §5.3.1: TLS before SASL. After authentication STARTTLS
-     * is refused (handle_starttls), so it is not offered either. */
-    bool tls_pending = !s->tls && s->cfg->tls_available && !s->authenticated;
-    if (tls_pending) {
-        buf_append_str(&b, "<starttls xmlns='" STREAM_NS_TLS "'>");
-        if (s->cfg->tls_required)
-            buf_append_str(&b, "<required/>");
-        buf_append_str(&b, "</starttls>");
+    return !s->tls && s->cfg->tls_available && !s->authenticated;
+}
+
+static int offer_starttls(stream_t *s, const stream_feature_t *f, buf_t *b)
+{
+    (void)f;
+    int rc = buf_append_str(b, "<starttls xmlns='" STREAM_NS_TLS "'>");
+    if (s->cfg->tls_required)
+        rc |= buf_append_str(b, "<required/>");
+    return rc | buf_append_str(b, "</starttls>");
+}
+
+static int offer_mechanisms(stream_t *s, const stream_feature_t *f, buf_t *b)
+{
+    (void)f;
+    unsigned m = offered_mechs(s);
+    s->advertised_mechs = m;
+    int rc = buf_append_str(b, "<mechanisms xmlns='" STREAM_NS_SASL "'>");
+    for (int i = 0; i < SASL_MECH_COUNT; i++) {
+        if (!(m & 1u << i))
+            continue;
+        rc |= buf_append_str(b, "<mechanism>");
+        rc |= buf_append_str(b, sasl_mech_name((sasl_mech_t)i));
+        rc |= buf_append_str(b, "</mechanism>");
     }
-    s->advertised_mechs = 0;
-    s->advertised_cb = 0;
+    return rc | buf_append_str(b, "</mechanisms>");
+}
+
+/* XEP-0440: the channel binding types we can do. */
+static int offer_cb(stream_t *s, const stream_feature_t *f, buf_t *b)
+{
+    (void)f;
+    if (!s->tls || (s->cb_exporter_len == 0 && s->cb_unique_len == 0))
+        return 1;
+    int rc = buf_append_str(b, "<sasl-channel-binding xmlns='" STREAM_NS_SASL_CB
+                               "'>");
+    if (s->cb_exporter_len > 0) {
+        rc |= buf_append_str(b, "<channel-binding type='tls-exporter'/>");
+        s->advertised_cb |= SASL_CB_TLS_EXPORTER;
+    }
+    if (s->cb_unique_len > 0) {
+        rc |= buf_append_str(b, "<channel-binding type='tls-unique'/>");
+        s->advertised_cb |= SASL_CB_TLS_UNIQUE;
+    }
+    return rc | buf_append_str(b, "</sasl-channel-binding>");
+}
+
+/* The RFC 3921 session feature is offered as optional (RFC 6121 dropped
+ * it) for old clients that ask. */
+static int offer_session(stream_t *s, const stream_feature_t *f, buf_t *b)
+{
+    (void)s;
+    (void)f;
+    return buf_append_str(b, "<session xmlns='" STREAM_NS_SESSION
+                             "'><optional/></session>");
+}
+
+static void handle_starttls(stream_t *s, void *owner_ud,
+                            const stream_feature_t *f, xml_tree_t *t);
+static void handle_sasl(stream_t *s, void *owner_ud, const stream_feature_t *f,
+                        xml_tree_t *t);
+
+/* The built-in features, in the order they are offered. Bind and session
+ * have no top-level elements: they are IQs (handle_iq_prebind,
+ * handle_bound_iq). */
+static const stream_feature_t builtin_features[] = {
+    {STREAM_NS_TLS, "starttls", STREAM_FEAT_BEFORE_TLS, false, offer_starttls,
+     handle_starttls, NULL},
+    {STREAM_NS_SASL, "mechanisms", STREAM_FEAT_BEFORE_AUTH, false,
+     offer_mechanisms, handle_sasl, NULL},
+    {STREAM_NS_SASL_CB, "sasl-channel-binding", STREAM_FEAT_BEFORE_AUTH, false,
+     offer_cb, NULL, NULL},
+    {STREAM_NS_BIND, "bind", STREAM_FEAT_AFTER_AUTH, false, NULL, NULL, NULL},
+    {STREAM_NS_SESSION, "session", STREAM_FEAT_AFTER_AUTH, false, offer_session,
+     NULL, NULL},
+};
+enum { BUILTIN_COUNT = sizeof(builtin_features) / sizeof(builtin_features[0]) };
+
+/* Which STREAM_FEAT_* bits apply to the features sent now. */
+static unsigned feature_phase(const stream_t *s)
+{
+    if (s->authenticated)
+        return s->bound ? 0 : STREAM_FEAT_AFTER_AUTH;
+    unsigned when = 0;
+    if (tls_pending(s))
+        when |= STREAM_FEAT_BEFORE_TLS;
     /* RFC 6120 §5.3.1: when TLS is mandatory-to-negotiate, STARTTLS is the
      * only feature offered before it. */
-    if (!s->authenticated && !(tls_pending && s->cfg->tls_required)) {
-        unsigned m = offered_mechs(s);
-        s->advertised_mechs = m;
-        buf_append_str(&b, "<mechanisms xmlns='" STREAM_NS_SASL "'>");
-        for (int i = 0; i < SASL_MECH_COUNT; i++) {
-            if (!(m & 1u << i))
-                continue;
-            buf_append_str(&b, "<mechanism>");
-            buf_append_str(&b, sasl_mech_name((sasl_mech_t)i));
-            buf_append_str(&b, "</mechanism>");
-        }
-        buf_append_str(&b, "</mechanisms>");
-        /* XEP-0440: the channel binding types we can do. */
-        if (s->tls && (s->cb_exporter_len > 0 || s->cb_unique_len > 0)) {
-            buf_append_str(&b, "<sasl-channel-binding xmlns='" STREAM_NS_SASL_CB
-                               "'>");
-            if (s->cb_exporter_len > 0) {
-                buf_append_str(&b, "<channel-binding type='tls-exporter'/>");
-                s->advertised_cb |= SASL_CB_TLS_EXPORTER;
-            }
-            if (s->cb_unique_len > 0) {
-                buf_append_str(&b, "<channel-binding type='tls-unique'/>");
-                s->advertised_cb |= SASL_CB_TLS_UNIQUE;
-            }
-            buf_append_str(&b, "</sasl-channel-binding>");
-        }
-    } else if (s->authenticated && !s->bound) {
-        /* RFC 6120 §7 binding; the RFC 3921 session feature is offered as
-         * optional (RFC 6121 dropped it) for old clients that ask. */
-        buf_append_str(&b, "<bind xmlns='" STREAM_NS_BIND "'/>"
-                           "<session xmlns='" STREAM_NS_SESSION
-                           "'><optional/></session>");
+    if (!(tls_pending(s) && s->cfg->tls_required))
+        when |= STREAM_FEAT_BEFORE_AUTH;
+    return when;
+}
+
+static int offer_feature(stream_t *s, const stream_feature_t *f, buf_t *b)
+{
+    if (f->offer != NULL)
+        return f->offer(s, f, b);
+    int rc = buf_append_str(b, "<");
+    rc |= buf_append_str(b, f->name);
+    rc |= buf_append_str(b, " xmlns='");
+    rc |= xml_escape_attr(f->ns, strlen(f->ns), b);
+    if (f->required)
+        rc |= buf_append_str(b, "'><required/></") |
+              buf_append_str(b, f->name) | buf_append_str(b, ">");
+    else
+        rc |= buf_append_str(b, "'/>");
+    return rc;
+}
+
+static void send_features(stream_t *s)
+{
+    unsigned when = feature_phase(s);
+    s->advertised_mechs = 0;
+    s->advertised_cb = 0;
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<stream:features>");
+    for (size_t i = 0; i < BUILTIN_COUNT + s->cfg->feature_count; i++) {
+        const stream_feature_t *f = i < BUILTIN_COUNT
+                                        ? &builtin_features[i]
+                                        : &s->cfg->features[i - BUILTIN_COUNT];
+        if ((f->when & when) == 0)
+            continue;
+        size_t mark = b.len;
+        int r = offer_feature(s, f, &b);
+        if (r < 0)
+            rc = -1;
+        else if (r > 0)
+            b.len = mark; /* nothing offered on this stream */
     }
-    buf_append_str(&b, "</stream:features>");
-    send_buf(s, &b);
-    buf_free(&b);
+    rc |= buf_append_str(&b, "</stream:features>");
+    send_built(s, &b, rc);
 }
 
 /* ------------------------------------------------------------ header */
 
-/* The configured host equal to `domain`, or NULL. Streams point at the
- * configuration's string rather than keeping a copy of their own. */
-static const char *host_served(const stream_t *s, const char *domain)
+const char *stream_config_host(const stream_config_t *cfg, const char *domain)
 {
-    for (size_t i = 0; i < s->cfg->host_count; i++)
-        if (strcmp(s->cfg->hosts[i], domain) == 0)
-            return s->cfg->hosts[i];
+    for (size_t i = 0; i < cfg->host_count; i++)
+        if (strcmp(cfg->hosts[i], domain) == 0)
+            return cfg->hosts[i];
     return NULL;
 }
 
@@ -320,7 +441,7 @@ static void on_header(void *ud, xml_tree_t *t)
         else
             cond = "host-unknown";
     } else if (jid_prepare_domain(to, strlen(to), 0, domain, &dlen) != JID_OK ||
-               (host = host_served(s, domain)) == NULL) {
+               (host = stream_config_host(s->cfg, domain)) == NULL) {
         cond = "host-unknown";
     }
     if (cond == NULL && s->domain != NULL && s->domain != host)
@@ -354,9 +475,22 @@ static void on_header(void *ud, xml_tree_t *t)
 
 /* ------------------------------------------------------------ STARTTLS */
 
-static void handle_starttls(stream_t *s, xml_tree_t *t)
+static void handle_starttls(stream_t *s, void *owner_ud,
+                            const stream_feature_t *f, xml_tree_t *t)
 {
+    (void)owner_ud;
+    (void)f;
+    bool starttls = strcmp(t->root->name, "starttls") == 0;
     xml_tree_free(t);
+    if (!starttls) {
+        fail_stream(
+            s,
+            tls_pending(s) && s->cfg->tls_required ? "policy-violation"
+                                                   : "unsupported-stanza-type",
+            tls_pending(s) && s->cfg->tls_required ? "STARTTLS is required"
+                                                   : NULL);
+        return;
+    }
     if (s->tls || !s->cfg->tls_available || s->authenticated) {
         /* RFC 6120 §5.4.2.2: failure, then the stream is closed. */
         send_str(s, "<failure xmlns='" STREAM_NS_TLS "'/></stream:stream>");
@@ -365,9 +499,13 @@ static void handle_starttls(stream_t *s, xml_tree_t *t)
     }
     /* RFC 6120 §5.4.2.3: no whitespace, nothing else after <proceed/>. */
     send_str(s, "<proceed xmlns='" STREAM_NS_TLS "'/>");
+    if (s->state != STREAM_OPEN)
+        return; /* the <proceed/> could not be queued */
     s->state = STREAM_TLS;
     s->header_sent = false;
     if (s->in_feed) {
+        /* The reset waits for stream_tls_done(): bytes after <starttls/>
+         * are dropped, and nothing is parsed until TLS is up. */
         xml_parser_stop(s->parser);
         s->need_reset = true;
     }
@@ -380,11 +518,9 @@ static void restart_stream(stream_t *s)
 {
     s->state = STREAM_WAIT_HEADER;
     s->header_sent = false;
-    if (s->in_feed) {
-        xml_parser_stop(s->parser);
-        s->need_reset = true;
-    } else {
-        xml_parser_reset(s->parser);
+    if (stream_parser_restart(s->parser, s->in_feed, &s->need_reset) < 0) {
+        call_close(s);
+        return;
     }
     /* Whatever was queued belonged to the old stream. */
     while (s->queue_head != NULL) {
@@ -424,9 +560,14 @@ static void sasl_fail(stream_t *s, int result)
         cond = "not-authorized";
     sasl_done(s);
     buf_t b = BUF_INIT;
-    buf_append_str(&b, "<failure xmlns='" STREAM_NS_SASL "'><");
-    buf_append_str(&b, cond);
-    buf_append_str(&b, "/></failure>");
+    int rc = buf_append_str(&b, "<failure xmlns='" STREAM_NS_SASL "'><");
+    rc |= buf_append_str(&b, cond);
+    rc |= buf_append_str(&b, "/></failure>");
+    if (rc != 0) {
+        buf_free(&b);
+        fail_stream(s, "resource-constraint", NULL);
+        return;
+    }
     if (result == SASL_F_ABORTED) {
         /* RFC 6120 §6.4.4: an abort is not a failed attempt. */
         send_buf(s, &b);
@@ -534,34 +675,6 @@ static void sasl_step(stream_t *s, const unsigned char *in, size_t len)
     buf_free(&out);
 }
 
-/* Decodes the base64 text of <auth/> or <response/> (RFC 6120 §6.4.2):
- * "=" is an empty response; no text at all is no response. Returns the
- * length, -1 for bad encoding; *present says whether data was given. */
-static long sasl_decode(xml_tree_t *t, unsigned char **out, bool *present)
-{
-    const char *txt = xml_element_text(t, t->root);
-    *out = NULL;
-    *present = txt != NULL && txt[0] != '\0';
-    if (txt == NULL)
-        return -1;
-    if (!*present)
-        return 0;
-    if (strcmp(txt, "=") == 0)
-        return 0;
-    size_t n = strlen(txt);
-    if (n > SASL_DATA_MAX)
-        return -1;
-    *out = malloc(n / 4 * 3 + 1);
-    if (*out == NULL)
-        return -1;
-    long r = base64_decode(txt, n, *out, n / 4 * 3 + 1);
-    if (r < 0) {
-        free(*out);
-        *out = NULL;
-    }
-    return r;
-}
-
 static sasl_server_params_t sasl_params(const stream_t *s)
 {
     sasl_server_params_t p = {
@@ -582,8 +695,11 @@ static sasl_server_params_t sasl_params(const stream_t *s)
     return p;
 }
 
-static void handle_sasl(stream_t *s, xml_tree_t *t)
+static void handle_sasl(stream_t *s, void *owner_ud, const stream_feature_t *f,
+                        xml_tree_t *t)
 {
+    (void)owner_ud;
+    (void)f;
     const xml_node_t *el = t->root;
     if (s->authenticated) {
         xml_tree_free(t);
@@ -597,7 +713,7 @@ static void handle_sasl(stream_t *s, xml_tree_t *t)
     }
     unsigned char *data = NULL;
     bool present = false;
-    long len = sasl_decode(t, &data, &present);
+    long len = stream_sasl_decode(t, t->root, &data, &present);
 
     if (strcmp(el->name, "auth") == 0) {
         const char *name = xml_element_attr(el, NULL, "mechanism");
@@ -666,28 +782,23 @@ static void handle_sasl(stream_t *s, xml_tree_t *t)
 
 /* ------------------------------------------------------------- binding */
 
-static void iq_error(stream_t *s, const char *id, const char *type,
+/* Answers an IQ from the client with an error (RFC 6120 §8.3). The reply
+ * carries no 'from': before binding the client has no JID to compare it
+ * with, and RFC 6120 §8.1.2.1 lets the server leave it out. */
+static void iq_error(stream_t *s, const xml_node_t *iq, const char *type,
                      const char *condition)
 {
-    buf_t b = BUF_INIT;
-    buf_append_str(&b, "<iq type='error'");
-    if (id != NULL) {
-        buf_append_str(&b, " id='");
-        xml_escape_attr(id, strlen(id), &b);
-        buf_append_str(&b, "'");
+    xml_tree_t *r = stanza_error_reply(iq, type, condition, NULL);
+    if (r == NULL) {
+        fail_stream(s, "resource-constraint", NULL);
+        return;
     }
-    buf_append_str(&b, "><error type='");
-    buf_append_str(&b, type);
-    buf_append_str(&b, "'><");
-    buf_append_str(&b, condition);
-    buf_append_str(&b, " xmlns='" STREAM_NS_STANZAS "'/></error></iq>");
-    send_buf(s, &b);
-    buf_free(&b);
+    send_tree(s, r->root);
+    xml_tree_free(r);
 }
 
 static void handle_bind(stream_t *s, xml_tree_t *t, const xml_node_t *bind)
 {
-    const char *id = xml_element_attr(t->root, NULL, "id");
     const xml_node_t *res = xml_element_child(bind, STREAM_NS_BIND, "resource");
     char prepared[JID_PART_BUF];
     const char *want = NULL;
@@ -703,20 +814,16 @@ static void handle_bind(stream_t *s, xml_tree_t *t, const xml_node_t *bind)
             /* RFC 6120 §7.7.2.1: a resource Resourceprep refuses. */
             if (jid_prepare_resource(txt, strlen(txt), 0, prepared, &plen) !=
                 JID_OK) {
-                iq_error(s, id, "modify", "bad-request");
+                iq_error(s, t->root, "modify", "bad-request");
                 xml_tree_free(t);
                 return;
             }
             want = prepared;
         }
     }
-    free(s->bind_iq_id);
-    s->bind_iq_id = strdup(id);
-    xml_tree_free(t);
-    if (s->bind_iq_id == NULL) {
-        fail_stream(s, "resource-constraint", NULL);
-        return;
-    }
+    /* Kept for the answer, which echoes the id (RFC 6120 §8.2.3). */
+    xml_tree_free(s->bind_req);
+    s->bind_req = t;
     s->waiting = WAIT_BIND;
     s->hooks.bind(s->ud, &s->user, want);
 }
@@ -797,23 +904,39 @@ static void handle_bound_iq(stream_t *s, xml_tree_t *t)
             /* RFC 3921 session establishment: a no-op kept for old
              * clients. */
             buf_t b = BUF_INIT;
-            buf_append_str(&b, "<iq type='result' id='");
-            xml_escape_attr(id, strlen(id), &b);
-            buf_append_str(&b, "'/>");
-            send_buf(s, &b);
-            buf_free(&b);
+            int rc = buf_append_str(&b, "<iq type='result' id='");
+            rc |= xml_escape_attr(id, strlen(id), &b);
+            rc |= buf_append_str(&b, "'/>");
+            send_built(s, &b, rc);
             xml_tree_free(t);
             return;
         }
         if (xml_element_child(el, STREAM_NS_BIND, "bind") != NULL) {
             /* Binding a second resource to one stream (RFC 3920bis §8.5)
              * did not make it into RFC 6120; refuse it plainly. */
-            iq_error(s, id, "cancel", "not-allowed");
+            iq_error(s, el, "cancel", "not-allowed");
             xml_tree_free(t);
             return;
         }
     }
     handle_stanza(s, t);
+}
+
+/* The feature among entries [from, to) of builtin + configured whose
+ * namespace is el's and that handles top-level elements, or NULL. */
+static const stream_feature_t *
+feature_for(const stream_t *s, const xml_node_t *el, size_t from, size_t to)
+{
+    if (el->ns == NULL)
+        return NULL;
+    for (size_t i = from; i < to; i++) {
+        const stream_feature_t *f = i < BUILTIN_COUNT
+                                        ? &builtin_features[i]
+                                        : &s->cfg->features[i - BUILTIN_COUNT];
+        if (f->handle != NULL && f->ns != NULL && strcmp(f->ns, el->ns) == 0)
+            return f;
+    }
+    return NULL;
 }
 
 static void process_element(stream_t *s, xml_tree_t *t)
@@ -846,17 +969,23 @@ static void process_element(stream_t *s, xml_tree_t *t)
         return;
     }
 
-    if (xml_element_is(el, STREAM_NS_TLS, "starttls")) {
-        handle_starttls(s, t);
-        return;
-    }
-    if (xml_element_is(el, STREAM_NS_SASL, NULL)) {
-        handle_sasl(s, t);
+    /* Top-level elements of the built-in features (STARTTLS, SASL) come
+     * first: they are what negotiation is made of. */
+    const stream_feature_t *f = feature_for(s, el, 0, BUILTIN_COUNT);
+    if (f != NULL) {
+        f->handle(s, s->ud, f, t);
         return;
     }
     if (!s->tls && s->cfg->tls_available && s->cfg->tls_required) {
         xml_tree_free(t);
         fail_stream(s, "policy-violation", "STARTTLS is required");
+        return;
+    }
+    /* The owner's features: their handlers check the state they need. */
+    f = feature_for(s, el, BUILTIN_COUNT,
+                    BUILTIN_COUNT + s->cfg->feature_count);
+    if (f != NULL) {
+        f->handle(s, s->ud, f, t);
         return;
     }
     bool stanza = is_stanza_name(el->name);
@@ -992,7 +1121,7 @@ void stream_free(stream_t *s)
     xml_parser_free(s->parser);
     buf_free(&s->held_failure);
     free_cert_names(s);
-    free(s->bind_iq_id);
+    xml_tree_free(s->bind_req);
     jid_clear(&s->user);
     jid_clear(&s->full);
     free(s);
@@ -1133,13 +1262,16 @@ void stream_bind_done(stream_t *s, const char *resource, const char *condition)
     s->waiting = WAIT_NONE;
     if (s->state != STREAM_OPEN)
         return;
-    const char *id = s->bind_iq_id;
+    xml_tree_t *req = s->bind_req;
+    s->bind_req = NULL;
+    const char *id = xml_element_attr(req->root, NULL, "id");
     if (resource == NULL) {
         const char *cond =
             condition != NULL ? condition : "internal-server-error";
-        iq_error(s, id,
+        iq_error(s, req->root,
                  strcmp(cond, "resource-constraint") == 0 ? "wait" : "cancel",
                  cond);
+        xml_tree_free(req);
         process_queue(s);
         return;
     }
@@ -1148,7 +1280,8 @@ void stream_bind_done(stream_t *s, const char *resource, const char *condition)
              resource);
     jid_t j;
     if (jid_parse(full, strlen(full), 0, &j) != JID_OK) {
-        iq_error(s, id, "modify", "bad-request");
+        iq_error(s, req->root, "modify", "bad-request");
+        xml_tree_free(req);
         process_queue(s);
         return;
     }
@@ -1156,15 +1289,13 @@ void stream_bind_done(stream_t *s, const char *resource, const char *condition)
     s->full = j;
     s->bound = true;
     buf_t b = BUF_INIT;
-    buf_append_str(&b, "<iq type='result' id='");
-    xml_escape_attr(id, strlen(id), &b);
-    buf_append_str(&b, "'><bind xmlns='" STREAM_NS_BIND "'><jid>");
-    xml_escape(full, strlen(full), &b);
-    buf_append_str(&b, "</jid></bind></iq>");
-    send_buf(s, &b);
-    buf_free(&b);
-    free(s->bind_iq_id);
-    s->bind_iq_id = NULL;
+    int rc = buf_append_str(&b, "<iq type='result' id='");
+    rc |= xml_escape_attr(id, strlen(id), &b);
+    rc |= buf_append_str(&b, "'><bind xmlns='" STREAM_NS_BIND "'><jid>");
+    rc |= xml_escape(full, strlen(full), &b);
+    rc |= buf_append_str(&b, "</jid></bind></iq>");
+    xml_tree_free(req);
+    send_built(s, &b, rc);
     process_queue(s);
 }
 
@@ -1172,16 +1303,21 @@ bool stream_send_element(stream_t *s, const xml_node_t *el)
 {
     if (s->state != STREAM_OPEN || !s->bound)
         return false;
-    send_tree(s, el);
-    return true;
+    return send_tree(s, el) == 0;
 }
 
 bool stream_send_raw(stream_t *s, const char *data, size_t len)
 {
     if (s->state != STREAM_OPEN || !s->bound)
         return false;
-    s->hooks.send(s->ud, data, len);
-    return true;
+    return send_bytes(s, data, len) == 0;
+}
+
+bool stream_send_nonza(stream_t *s, const char *data, size_t len)
+{
+    if (s->state != STREAM_OPEN)
+        return false;
+    return send_bytes(s, data, len) == 0;
 }
 
 void stream_error(stream_t *s, const char *condition, const char *text)

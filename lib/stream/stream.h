@@ -72,10 +72,64 @@ typedef struct stream_hooks {
     /* A stanza from the bound client, with 'from' validated or stamped
      * (RFC 6120 §8.1.2.1). The callee owns the tree. */
     void (*stanza)(void *ud, xml_tree_t *stanza);
+    /* Optional, preferred over send: queue bytes and return 0, or -1 when
+     * they could not be queued (out of memory; the library never ignores
+     * that): the stream then stops sending and closes itself
+     * (CONVENTIONS.md, out-of-memory policy). */
+    int (*send_checked)(void *ud, const char *data, size_t len);
 } stream_hooks_t;
 
+typedef struct stream stream_t;
+
+/* ------------------------------------------------- stream features
+ *
+ * What a stream offers in <stream:features/> and which top-level elements
+ * (nonzas, RFC 6120 §4.1) it understands are one table. STARTTLS, SASL
+ * (mechanisms and the XEP-0440 channel-binding list), resource binding and
+ * the RFC 3921 session are built-in entries; the owner adds its own
+ * (stream management, CSI, SASL2/Bind2, ...) through
+ * stream_config_t.features without touching the state machine. */
+
+/* When a feature is offered: bits of the negotiation state the stream is in
+ * when it sends its features. */
+enum {
+    /* Before TLS, on a stream that can still start it (STARTTLS). */
+    STREAM_FEAT_BEFORE_TLS = 1u << 0,
+    /* Before authentication; withheld while TLS is required and not yet
+     * negotiated (RFC 6120 §5.3.1). */
+    STREAM_FEAT_BEFORE_AUTH = 1u << 1,
+    /* After authentication, on the restarted stream where the client binds
+     * a resource (bind, session, stream management, CSI). */
+    STREAM_FEAT_AFTER_AUTH = 1u << 2,
+};
+
+typedef struct stream_feature stream_feature_t;
+struct stream_feature {
+    const char *ns;   /* namespace of the feature and of its elements */
+    const char *name; /* local name of the feature element */
+    unsigned when;    /* STREAM_FEAT_* bits */
+    bool required;    /* written as <required/> by the default offer */
+    /* Appends the feature element to `out`. Returns 0, 1 to offer nothing
+     * on this stream, or -1 when out of memory. NULL: the default,
+     * <name xmlns='ns'/> (with <required/> inside when required). */
+    int (*offer)(stream_t *s, const stream_feature_t *f, buf_t *out);
+    /* A top-level element in `ns` (any name), in whatever state the stream
+     * is in: the handler checks that the state allows it (with
+     * stream_is_authenticated(), stream_is_bound(), ...). It owns `t`,
+     * answers with stream_send_nonza() and may end the stream with
+     * stream_error(). `owner_ud` is the ud given to stream_new_c2s(). NULL:
+     * the feature has no top-level elements (its namespace stays
+     * unsupported-stanza-type). */
+    void (*handle)(stream_t *s, void *owner_ud, const stream_feature_t *f,
+                   xml_tree_t *t);
+    void *ud; /* the feature's own data (module state), for offer/handle */
+};
+
 typedef struct stream_config {
-    const char *const *hosts; /* domains served, nameprep'd */
+    /* Domains served, nameprep'd: the one place the stream learns which
+     * hosts its owner serves (stream_config_host()); the owner fills it
+     * from the same list its router serves. */
+    const char *const *hosts;
     size_t host_count;
     bool tls_available; /* a certificate is configured: offer STARTTLS */
     bool tls_required;  /* refuse authentication before TLS */
@@ -88,9 +142,16 @@ typedef struct stream_config {
     const unsigned char *server_secret; /* fake SCRAM salts */
     size_t server_secret_len;
     unsigned scram_iterations;
+    /* The owner's stream features, offered after the built-in ones in this
+     * order; their namespaces must differ from the built-in ones. The
+     * array is referenced like the rest of the config. */
+    const stream_feature_t *features;
+    size_t feature_count;
 } stream_config_t;
 
-typedef struct stream stream_t;
+/* The configured host equal to `domain` (nameprep'd), or NULL. The stream
+ * points at the configuration's string rather than keeping a copy. */
+const char *stream_config_host(const stream_config_t *cfg, const char *domain);
 
 /* The config is referenced, not copied: it must outlive the stream (the
  * server owns it; SIGHUP replaces it only between streams). */
@@ -129,6 +190,11 @@ void stream_bind_done(stream_t *s, const char *resource, const char *condition);
 bool stream_send_element(stream_t *s, const xml_node_t *el);
 /* Sends already serialized bytes of one stanza. */
 bool stream_send_raw(stream_t *s, const char *data, size_t len);
+/* Sends a top-level element that is not a stanza (a nonza: the answer of a
+ * stream feature's handler), in any state where the stream is open, bound
+ * or not. Returns false when the stream is not open or the bytes could not
+ * be queued (the stream then ends itself with an error). */
+bool stream_send_nonza(stream_t *s, const char *data, size_t len);
 
 /* Ends the stream with a stream error (RFC 6120 §4.9): the error, our
  * close tag, then waiting for the client's close tag (the owner bounds the

@@ -606,9 +606,12 @@ static void test_bind_variants(void **state)
     o.bind_condition = "conflict";
     feed(&o, "<iq type='set' id='b0'><bind xmlns='urn:ietf:params:xml:ns:"
              "xmpp-bind'><resource>r</resource></bind></iq>");
-    assert_true(
-        sent(&o, "<iq type='error' id='b0'><error type='cancel'>"
-                 "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"));
+    /* stanza_error_reply(): the request's child kept (RFC 6120 §8.3.1),
+     * then the error. */
+    assert_true(sent(&o, "<iq type='error' id='b0'><bind xmlns='urn:ietf:"
+                         "params:xml:ns:xmpp-bind'><resource>r</resource>"
+                         "</bind><error type='cancel'><conflict xmlns='urn:"
+                         "ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
     o.bind_condition = NULL;
     /* A resource that Resourceprep refuses (U+0007). */
     clear(&o);
