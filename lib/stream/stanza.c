@@ -39,7 +39,8 @@ xml_tree_t *stanza_error_reply(const xml_node_t *stanza, const char *type,
         goto oom;
     /* xml:lang stays with the content it describes (RFC 6120 §8.1.5). */
     const char *lang = xml_element_attr(stanza, XML_NS_XML, "lang");
-    if (lang != NULL && xml_element_set_attr(t, r, XML_NS_XML, "lang", lang) < 0)
+    if (lang != NULL &&
+        xml_element_set_attr(t, r, XML_NS_XML, "lang", lang) < 0)
         goto oom;
     for (const xml_node_t *c = stanza->children; c != NULL; c = c->next) {
         if (c->kind != XML_NODE_ELEMENT)

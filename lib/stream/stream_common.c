@@ -40,8 +40,7 @@ const char *stream_condition_of(const xml_node_t *el, const char *ns)
     return NULL;
 }
 
-const char *stream_text_of(xml_tree_t *t, const xml_node_t *el,
-                           const char *ns)
+const char *stream_text_of(xml_tree_t *t, const xml_node_t *el, const char *ns)
 {
     const xml_node_t *n = xml_element_child(el, ns, "text");
     return n != NULL ? xml_element_text(t, n) : NULL;

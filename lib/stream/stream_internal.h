@@ -26,8 +26,7 @@ long stream_sasl_decode(xml_tree_t *t, const xml_node_t *el,
 const char *stream_condition_of(const xml_node_t *el, const char *ns);
 
 /* The <text/> child of el in `ns`, or NULL. */
-const char *stream_text_of(xml_tree_t *t, const xml_node_t *el,
-                           const char *ns);
+const char *stream_text_of(xml_tree_t *t, const xml_node_t *el, const char *ns);
 
 /* Appends <stream:error><CONDITION xmlns='...streams'/>[<text
  * xml:lang='en'>TEXT</text>]</stream:error> (RFC 6120 §4.9.2), without the

@@ -15,6 +15,7 @@
 
 #include "base/base64.h"
 #include "sasl/scram.h"
+#include "stream/stanza.h"
 #include "stream/stream.h"
 
 #define HDR                                                                    \
@@ -639,6 +640,185 @@ static void test_bind_variants(void **state)
     owner_done(&o);
 }
 
+/* A feature the owner registers through stream_config_t, as stream
+ * management or CSI will: offered after authentication, its top-level
+ * elements handled by its own function, without touching stream.c. */
+struct fake_feature {
+    int handled;
+    char last_name[32];
+    struct owner *owner_seen;
+};
+
+static void fake_handle(stream_t *s, void *owner_ud, const stream_feature_t *f,
+                        xml_tree_t *t)
+{
+    struct fake_feature *ff = f->ud;
+    ff->handled++;
+    ff->owner_seen = owner_ud;
+    snprintf(ff->last_name, sizeof(ff->last_name), "%s", t->root->name);
+    if (!stream_is_bound(s)) {
+        xml_tree_free(t);
+        stream_error(s, "not-authorized", NULL);
+        return;
+    }
+    xml_tree_free(t);
+    const char *ans = "<pong xmlns='urn:test:feature'/>";
+    assert_true(stream_send_nonza(s, ans, strlen(ans)));
+}
+
+static void login_bound(struct owner *o)
+{
+    do_starttls(o);
+    assert_true(scram_login(o, "SCRAM-SHA-256", "juliet", "r0m30"));
+    clear(o);
+    feed(o, HDR);
+}
+
+static void bind_now(struct owner *o)
+{
+    feed(o, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:"
+            "xmpp-bind'/></iq>");
+    assert_true(stream_is_bound(o->s));
+}
+
+static void test_owner_feature(void **state)
+{
+    (void)state;
+    struct fake_feature ff = {0};
+    stream_feature_t feats[] = {{
+        .ns = "urn:test:feature",
+        .name = "testfeat",
+        .when = STREAM_FEAT_AFTER_AUTH,
+        .required = true,
+        .handle = fake_handle,
+        .ud = &ff,
+    }};
+    stream_config_t cfg = make_cfg(true, true);
+    cfg.features = feats;
+    cfg.feature_count = 1;
+    struct owner o;
+    owner_init(&o, &cfg);
+    /* Not offered before TLS or before authentication. */
+    feed(&o, HDR);
+    assert_true(sent(&o, "<starttls"));
+    assert_false(sent(&o, "urn:test:feature"));
+    stream_free(o.s);
+    buf_free(&o.out);
+    owner_init(&o, &cfg);
+    do_starttls(&o);
+    assert_true(sent(&o, "<mechanisms"));
+    assert_false(sent(&o, "urn:test:feature"));
+    assert_true(scram_login(&o, "SCRAM-SHA-256", "juliet", "r0m30"));
+    clear(&o);
+    feed(&o, HDR);
+    /* Offered with bind and session, after the built-in features. */
+    assert_true(sent(&o, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+                         "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'>"
+                         "<optional/></session><testfeat xmlns='urn:test:"
+                         "feature'><required/></testfeat></stream:features>"));
+    bind_now(&o);
+    clear(&o);
+    feed(&o, "<ping xmlns='urn:test:feature'/>");
+    assert_int_equal(ff.handled, 1);
+    assert_string_equal(ff.last_name, "ping");
+    assert_ptr_equal(ff.owner_seen, &o);
+    assert_true(sent(&o, "<pong xmlns='urn:test:feature'/>"));
+    assert_int_equal(o.closed, 0);
+    assert_null(stream_error_sent(o.s));
+    /* Stanzas still flow. */
+    feed(&o, "<message to='romeo@localhost'><body>hi</body></message>");
+    assert_int_equal(o.nstanzas, 1);
+    /* A top-level element nobody registered is still refused. */
+    clear(&o);
+    feed(&o, "<ping xmlns='urn:test:other'/>");
+    assert_int_equal(ff.handled, 1);
+    assert_string_equal(stream_error_sent(o.s), "unsupported-stanza-type");
+    assert_true(sent(&o, "<unsupported-stanza-type"));
+    owner_done(&o);
+
+    /* Without the registration the same element is unsupported. */
+    stream_config_t plain = make_cfg(true, true);
+    owner_init(&o, &plain);
+    login_bound(&o);
+    assert_false(sent(&o, "urn:test:feature"));
+    bind_now(&o);
+    feed(&o, "<ping xmlns='urn:test:feature'/>");
+    assert_string_equal(stream_error_sent(o.s), "unsupported-stanza-type");
+    owner_done(&o);
+}
+
+/* The owner cannot queue bytes (out of memory): the stream does not go on
+ * as if they had been sent; it closes, and stream_send_*() say false. */
+static int fail_after;
+static int o_send_checked(void *ud, const char *d, size_t n)
+{
+    if (fail_after-- <= 0)
+        return -1;
+    o_send(ud, d, n);
+    return 0;
+}
+
+static void test_send_failure_closes(void **state)
+{
+    (void)state;
+    stream_hooks_t h = hooks;
+    h.send_checked = o_send_checked;
+    stream_config_t cfg = make_cfg(false, false);
+    struct owner o;
+    memset(&o, 0, sizeof(o));
+    o.have_account = true;
+    o.s = stream_new_c2s(&cfg, &h, &o);
+    assert_non_null(o.s);
+    fail_after = 1; /* the header goes out, the features do not */
+    feed(&o, HDR);
+    assert_true(sent(&o, "<stream:stream"));
+    assert_false(sent(&o, "<stream:features"));
+    assert_int_equal(o.closed, 1);
+    assert_int_equal(stream_state(o.s), STREAM_CLOSED);
+    assert_string_equal(stream_error_sent(o.s), "internal-server-error");
+    assert_false(stream_send_nonza(o.s, "<x/>", 4));
+    owner_done(&o);
+}
+
+static void test_stanza_error_reply(void **state)
+{
+    (void)state;
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *iq = xml_element_new(t, NULL, "jabber:client", "iq");
+    xml_element_set_attr(t, iq, NULL, "type", "get");
+    xml_element_set_attr(t, iq, NULL, "id", "q1");
+    xml_element_set_attr(t, iq, NULL, "from", "juliet@localhost/balcony");
+    xml_element_set_attr(t, iq, NULL, "to", "romeo@localhost");
+    xml_node_t *qe = xml_element_new(t, iq, "urn:x", "query");
+    xml_element_add_text(t, qe, "a&b", 3);
+
+    xml_tree_t *r =
+        stanza_error_reply(iq, "cancel", "service-unavailable", NULL);
+    assert_non_null(r);
+    char *str = xml_to_string(r->root, "jabber:client");
+    assert_string_equal(
+        str, "<iq type='error' id='q1' to='juliet@localhost/balcony' "
+             "from='romeo@localhost'><query xmlns='urn:x'>a&amp;b</query>"
+             "<error type='cancel'><service-unavailable xmlns='urn:ietf:"
+             "params:xml:ns:xmpp-stanzas'/></error></iq>");
+    free(str);
+    xml_tree_free(r);
+
+    /* An explicit 'from' wins over the original 'to'. */
+    r = stanza_error_reply(iq, "wait", "resource-constraint", "localhost");
+    assert_string_equal(xml_element_attr(r->root, NULL, "from"), "localhost");
+    assert_string_equal(xml_element_attr(r->root, NULL, "to"),
+                        "juliet@localhost/balcony");
+    xml_tree_free(r);
+
+    /* Never an error in reply to an error (RFC 6120 §8.3.1), nor to
+     * something that is not a stanza. */
+    xml_element_set_attr(t, iq, NULL, "type", "error");
+    assert_null(stanza_error_reply(iq, "cancel", "bad-request", NULL));
+    assert_null(stanza_error_reply(qe, "cancel", "bad-request", NULL));
+    xml_tree_free(t);
+}
+
 static void test_close_handshake(void **state)
 {
     (void)state;
@@ -702,6 +882,9 @@ int main(void)
         cmocka_unit_test(test_failure_held_back),
         cmocka_unit_test(test_plain_and_async_lookup),
         cmocka_unit_test(test_bind_variants),
+        cmocka_unit_test(test_owner_feature),
+        cmocka_unit_test(test_send_failure_closes),
+        cmocka_unit_test(test_stanza_error_reply),
         cmocka_unit_test(test_close_handshake),
         cmocka_unit_test(test_whitespace_keepalive),
     };
