@@ -11,6 +11,7 @@
  * closed on purpose), our close tag at most once and nothing after it,
  * hooks.close at most once and no hook after it. */
 #include "stream/stream_client.h"
+#include "stream/stream_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 #define CLOSE_TAG "</stream:stream>"
 
 /* Bounds on what the server's features make us keep. */
-enum { MECHS_MAX = 32, CB_TYPES_MAX = 8, SASL_DATA_MAX = 16 * 1024 };
+enum { MECHS_MAX = 32, CB_TYPES_MAX = 8 };
 
 enum phase {
     PH_HEADER,   /* waiting for the server's header */
@@ -55,6 +56,7 @@ struct sclient {
     bool session_needed; /* the bind features asked for a session iq */
     bool in_feed;        /* inside xml_parser_feed(): reset must wait */
     bool need_reset;     /* restart the parser when the feed returns */
+    bool send_failed;    /* hooks.send_checked failed: no more output */
     bool close_sent;     /* our close tag went out: nothing more may */
     bool close_called;   /* hooks.close ran: no hook may run again */
     bool failed_called;  /* hooks.failed ran (at most once) */
@@ -82,11 +84,27 @@ struct sclient {
 
 /* ----------------------------------------------------------- output */
 
+static void call_close(sclient_t *c);
+static void report(sclient_t *c, int err, const char *cond, const char *text,
+                   const char *desc);
+
 static void send_bytes(sclient_t *c, const char *d, size_t n)
 {
     /* RFC 6120 §4.4: nothing after our close tag; no hook after close. */
-    if (c->close_sent || c->close_called || n == 0)
+    if (c->close_sent || c->close_called || c->send_failed || n == 0)
         return;
+    if (c->hooks.send_checked != NULL) {
+        if (c->hooks.send_checked(c->ud, d, n) < 0) {
+            /* The bytes could not be queued (out of memory): the stream
+             * is broken, so it ends here rather than going on without
+             * them (CONVENTIONS.md, out-of-memory policy). */
+            c->send_failed = true;
+            report(c, SCLIENT_ERR_PROTOCOL, "resource-constraint", NULL,
+                   "out of memory");
+            call_close(c);
+        }
+        return;
+    }
     c->hooks.send(c->ud, d, n);
 }
 
@@ -149,11 +167,9 @@ static void fail(sclient_t *c, int err, const char *cond, const char *text,
         return; /* the failed hook aborted */
     if (stream_cond != NULL) {
         buf_t b = BUF_INIT;
-        buf_append_str(&b, "<stream:error><");
-        buf_append_str(&b, stream_cond);
-        buf_append_str(&b, " xmlns='" STREAM_NS_STREAMS_ERR "'/>");
-        buf_append_str(&b, "</stream:error>");
-        send_buf(c, &b);
+        /* Out of memory: the close tag alone, never half an error. */
+        if (stream_write_error(&b, stream_cond, NULL) == 0)
+            send_buf(c, &b);
         buf_free(&b);
     }
     send_close(c);
@@ -193,10 +209,7 @@ static void send_header(sclient_t *c)
 /* A new stream over the same transport (RFC 6120 §5.4.3.3, §6.4.6). */
 static void restart(sclient_t *c)
 {
-    if (c->in_feed) {
-        xml_parser_stop(c->parser);
-        c->need_reset = true;
-    } else if (xml_parser_reset(c->parser) != 0) {
+    if (stream_parser_restart(c->parser, c->in_feed, &c->need_reset) != 0) {
         report(c, SCLIENT_ERR_PROTOCOL, NULL, NULL, "out of memory");
         call_close(c);
         return;
@@ -232,47 +245,6 @@ static void on_header(void *ud, xml_tree_t *t)
 }
 
 /* ---------------------------------------------------------- helpers */
-
-/* The first child in `ns` that is not <text/>: the defined condition of a
- * stream error, SASL failure or stanza error. */
-static const char *condition_of(const xml_node_t *el, const char *ns)
-{
-    for (const xml_node_t *n = el->children; n != NULL; n = n->next)
-        if (xml_element_is(n, ns, NULL) && strcmp(n->name, "text") != 0)
-            return n->name;
-    return NULL;
-}
-
-static const char *text_of(xml_tree_t *t, const xml_node_t *el, const char *ns)
-{
-    const xml_node_t *n = xml_element_child(el, ns, "text");
-    return n != NULL ? xml_element_text(t, n) : NULL;
-}
-
-/* Decodes SASL data (RFC 6120 §6.4.2): "=" and no text are both empty.
- * Returns the length, or -1 when it is not base64 or too long. */
-static long sasl_decode(xml_tree_t *t, const xml_node_t *el,
-                        unsigned char **out)
-{
-    const char *txt = xml_element_text(t, el);
-    *out = NULL;
-    if (txt == NULL)
-        return -1;
-    if (txt[0] == '\0' || strcmp(txt, "=") == 0)
-        return 0;
-    size_t n = strlen(txt);
-    if (n > SASL_DATA_MAX)
-        return -1;
-    *out = malloc(n / 4 * 3 + 1);
-    if (*out == NULL)
-        return -1;
-    long r = base64_decode(txt, n, *out, n / 4 * 3 + 1);
-    if (r < 0) {
-        free(*out);
-        *out = NULL;
-    }
-    return r;
-}
 
 /* Appends <name xmlns='sasl' [attrs]>base64</name>; empty data is "="
  * when `empty_as_eq` (an empty initial response, RFC 6120 §6.4.2). */
@@ -523,8 +495,8 @@ static void handle_sasl(sclient_t *c, xml_tree_t *t)
         return;
     }
     if (strcmp(el->name, "failure") == 0) {
-        const char *cond = condition_of(el, STREAM_NS_SASL);
-        const char *text = text_of(t, el, STREAM_NS_SASL);
+        const char *cond = stream_condition_of(el, STREAM_NS_SASL);
+        const char *text = stream_text_of(t, el, STREAM_NS_SASL);
         char desc[160];
         snprintf(desc, sizeof(desc), "authentication failed (%s)",
                  cond != NULL ? cond : "no condition given");
@@ -543,7 +515,7 @@ static void handle_sasl(sclient_t *c, xml_tree_t *t)
         return;
     }
     unsigned char *data = NULL;
-    long len = sasl_decode(t, el, &data);
+    long len = stream_sasl_decode(t, el, &data, NULL);
     xml_tree_free(t);
     if (len < 0) {
         sasl_end(c);
@@ -612,9 +584,9 @@ static void handle_negotiation_iq(sclient_t *c, xml_tree_t *t)
     if (strcmp(type, "error") == 0) {
         const xml_node_t *err = xml_element_child(el, XML_NS_CLIENT, "error");
         const char *cond =
-            err != NULL ? condition_of(err, STREAM_NS_STANZAS) : NULL;
+            err != NULL ? stream_condition_of(err, STREAM_NS_STANZAS) : NULL;
         const char *text =
-            err != NULL ? text_of(t, err, STREAM_NS_STANZAS) : NULL;
+            err != NULL ? stream_text_of(t, err, STREAM_NS_STANZAS) : NULL;
         char desc[160];
         snprintf(desc, sizeof(desc), "the server refused %s (%s)",
                  c->phase == PH_BIND ? "to bind the resource"
@@ -661,8 +633,8 @@ static void handle_negotiation_iq(sclient_t *c, xml_tree_t *t)
 static void handle_stream_error(sclient_t *c, xml_tree_t *t)
 {
     const xml_node_t *el = t->root;
-    const char *cond = condition_of(el, STREAM_NS_STREAMS_ERR);
-    const char *text = text_of(t, el, STREAM_NS_STREAMS_ERR);
+    const char *cond = stream_condition_of(el, STREAM_NS_STREAMS_ERR);
+    const char *text = stream_text_of(t, el, STREAM_NS_STREAMS_ERR);
     char desc[160];
     snprintf(desc, sizeof(desc), "stream error from the server (%s)",
              cond != NULL ? cond : "no condition given");
@@ -925,7 +897,7 @@ bool sclient_send(sclient_t *c, const xml_node_t *stanza)
     if (ok)
         send_buf(c, &b);
     buf_free(&b);
-    return ok;
+    return ok && !c->send_failed;
 }
 
 void sclient_close(sclient_t *c)

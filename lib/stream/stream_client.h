@@ -70,6 +70,11 @@ typedef struct sclient_hooks {
      * server signature that does not verify). */
     void (*failed)(void *ud, int err, const char *condition, const char *text,
                    const char *description);
+    /* Optional, preferred over send: queue bytes and return 0, or -1 when
+     * they could not be queued (out of memory). The stream then reports
+     * SCLIENT_ERR_PROTOCOL "resource-constraint" through failed and
+     * closes; sclient_send() returns false. */
+    int (*send_checked)(void *ud, const char *data, size_t len);
 } sclient_hooks_t;
 
 typedef struct sclient_config {

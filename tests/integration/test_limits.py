@@ -218,7 +218,6 @@ class SizeLimitAtCrossing(harness.ServerTestCase):
         c = self.client(self.srv)
         c.open_stream()
         sent = self.sent_until_error(c, '<message><body>', 20000)
-        print('sent', sent)
         self.assertIsNotNone(sent, 'no stream error after 20,000 bytes')
         self.assertGreater(sent, 16384)
         self.assertLessEqual(sent, 16384 + 4096)
