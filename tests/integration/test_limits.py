@@ -176,8 +176,10 @@ class SizeLimitAtCrossing(harness.ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        # Default limits: 16,384 bytes before authentication.
-        cls.srv = Server()
+        # Default size limits: 16,384 bytes before authentication, 262,144
+        # after. No rate limit, so that the server reads what is sent at
+        # once and the moment of the error shows where the parser stopped.
+        cls.srv = Server(limits={'rate_limit': 0})
 
     @classmethod
     def tearDownClass(cls):
@@ -224,6 +226,36 @@ class SizeLimitAtCrossing(harness.ServerTestCase):
         c.sock.settimeout(5)
         c.expect_stream_error('policy-violation')
 
+    def exact_crossing(self, c, head, limit, piece):
+        """Sends exactly `limit` bytes of one unclosed element (`head`, then
+        filler in `piece`-byte pieces): no error; then one byte more: the
+        stream error policy-violation."""
+        c.send(head)
+        sent = len(head)
+        while sent < limit:
+            n = min(piece, limit - sent)
+            c.send('x' * n)
+            sent += n
+        ev = c.next_event(timeout=0.5)
+        self.assertIsNone(ev, 'error before the limit was crossed: %r' % (ev,))
+        c.send('x')
+        c.expect_stream_error('policy-violation')
+
+    def test_preauth_crossing_byte_tls(self):
+        """Over STARTTLS, before authentication: 16,384 bytes of an
+        unclosed element are accepted, the 16,385th is refused."""
+        c = self.client(self.srv)
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        self.exact_crossing(c, '<message><body>', 16384, 1000)
+
+    def test_crossing_byte_after_auth(self):
+        """After authentication (limit 262,144): 262,144 bytes of an
+        unclosed message are accepted, the next byte is refused."""
+        c = self.login(self.srv, resource='big')
+        self.exact_crossing(c, "<message to='%s'><body>" % c.jid, 262144,
+                            16384)
 
 if __name__ == '__main__':
     harness.main()
