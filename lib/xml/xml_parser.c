@@ -748,6 +748,246 @@ static int after_close(xml_parser_t *p, const char *data, size_t len)
     return XML_OK;
 }
 
+/* The chunk being scanned: bytes [seg, i) are scanned but neither handed
+ * to expat nor held back yet. */
+typedef struct scan {
+    const char *data;
+    size_t len;
+    size_t i;   /* next byte to look at */
+    size_t seg; /* start of the bytes not yet handed over or held */
+} scan_t;
+
+/* RFC 6120 §11.6: a UTF-16 or UTF-32 stream (byte order mark, or a NUL in
+ * the first two bytes) is refused as such, rather than as malformed UTF-8. */
+static int check_first_bytes(xml_parser_t *p, const char *data, size_t len)
+{
+    if (!p->at_start || len == 0)
+        return XML_OK;
+    unsigned char c0 = (unsigned char)data[0];
+    if (c0 == 0xFE || c0 == 0xFF || c0 == 0x00 ||
+        (len > 1 && c0 == '<' && data[1] == '\0')) {
+        fail(p, XML_ERR_UNSUPPORTED_ENCODING, "not UTF-8");
+        return p->error;
+    }
+    p->at_start = false;
+    return XML_OK;
+}
+
+/* Hands the scanned bytes [seg, end) to expat and moves past them. */
+static int hand_over(xml_parser_t *p, scan_t *sc, size_t end)
+{
+    int rc = engine_feed(p, sc->data + sc->seg, end - sc->seg);
+    sc->seg = end;
+    return rc;
+}
+
+/* A complete markup token ends at byte i (its '>'): the held part plus
+ * [seg, i] go to expat; scanning continues in `next`. */
+static int token_done(xml_parser_t *p, scan_t *sc, enum scan_state next)
+{
+    int rc = markup_complete(p, sc->data + sc->seg, sc->i + 1 - sc->seg);
+    sc->seg = sc->i + 1;
+    p->state = next;
+    return rc;
+}
+
+/* Character data streams through, in pieces of at most TEXT_SEGMENT; a '<'
+ * starts markup. */
+static int scan_text(xml_parser_t *p, scan_t *sc)
+{
+    const char *lt = memchr(sc->data + sc->i, '<', sc->len - sc->i);
+    size_t end = lt != NULL ? (size_t)(lt - sc->data) : sc->len;
+    if (end - sc->seg > TEXT_SEGMENT) {
+        /* Hand long character data over in bounded pieces. */
+        end = sc->seg + TEXT_SEGMENT;
+        int rc = hand_over(p, sc, end);
+        sc->i = end;
+        return rc;
+    }
+    if (lt == NULL) {
+        sc->i = sc->len; /* handed over at the end of the chunk */
+        return XML_OK;
+    }
+    int rc = hand_over(p, sc, end);
+    sc->i = end + 1;
+    p->state = SC_LT;
+    return rc;
+}
+
+/* The byte after '<' says what kind of markup this is. */
+static int scan_lt(xml_parser_t *p, scan_t *sc)
+{
+    unsigned char c = (unsigned char)sc->data[sc->i++];
+    if (c == '!') {
+        p->state = SC_BANG;
+        p->sub = 0;
+    } else if (c == '?') {
+        p->state = SC_PI;
+        p->sub = 0;
+    } else if (c == '/' || is_name_start(c)) {
+        p->state = SC_TAG;
+    } else {
+        fail(p, XML_ERR_NOT_WELL_FORMED, "'<' not followed by a name");
+        return p->error;
+    }
+    return XML_OK;
+}
+
+/* Inside a start or end tag: jump to the next byte that matters. */
+static int scan_tag(xml_parser_t *p, scan_t *sc)
+{
+    const char *d = sc->data;
+    size_t j = sc->i;
+    while (j < sc->len && d[j] != '>' && d[j] != '\'' && d[j] != '"' &&
+           d[j] != '<')
+        j++;
+    sc->i = j;
+    if (j == sc->len)
+        return XML_OK;
+    int rc = XML_OK;
+    if (d[j] == '<') {
+        fail(p, XML_ERR_NOT_WELL_FORMED, "'<' inside a tag");
+        rc = p->error;
+    } else if (d[j] == '>') {
+        rc = token_done(p, sc, SC_TEXT);
+    } else {
+        p->state = d[j] == '\'' ? SC_TAG_SQ : SC_TAG_DQ;
+    }
+    sc->i++;
+    return rc;
+}
+
+/* Inside a quoted attribute value: up to the closing quote. */
+static int scan_attr_value(xml_parser_t *p, scan_t *sc)
+{
+    char q = p->state == SC_TAG_SQ ? '\'' : '"';
+    size_t j = sc->i;
+    while (j < sc->len && sc->data[j] != q && sc->data[j] != '<')
+        j++;
+    sc->i = j;
+    if (j == sc->len)
+        return XML_OK;
+    sc->i++;
+    if (sc->data[j] == '<') {
+        fail(p, XML_ERR_NOT_WELL_FORMED, "'<' in an attribute value");
+        return p->error;
+    }
+    p->state = SC_TAG;
+    return XML_OK;
+}
+
+/* RFC 6120 §11.1: the XML declaration is the only processing instruction
+ * allowed; its target is exactly "xml". */
+static int scan_pi(xml_parser_t *p, scan_t *sc)
+{
+    unsigned char c = (unsigned char)sc->data[sc->i];
+    int rc = XML_OK;
+    if (p->state == SC_PI_Q) {
+        if (c == '>')
+            rc = token_done(p, sc, SC_TEXT);
+        else if (c != '?')
+            p->state = SC_PI;
+    } else if (p->sub < 3) {
+        if (c != (unsigned char)"xml"[p->sub]) {
+            fail(p, XML_ERR_RESTRICTED, "processing instruction");
+            rc = p->error;
+        }
+        p->sub++;
+    } else if (p->sub == 3) {
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '?') {
+            fail(p, XML_ERR_RESTRICTED, "processing instruction");
+            rc = p->error;
+        }
+        p->sub++;
+        if (c == '?')
+            p->state = SC_PI_Q;
+    } else if (c == '?') {
+        p->state = SC_PI_Q;
+    }
+    sc->i++;
+    return rc;
+}
+
+/* "<![CDATA[" is the only construct starting with "<!" that XMPP allows;
+ * comments and DTD declarations are restricted. */
+static int scan_bang(xml_parser_t *p, scan_t *sc)
+{
+    unsigned char c = (unsigned char)sc->data[sc->i];
+    int rc = XML_OK;
+    if (p->sub == 0 &&
+        (c == '-' || c == 'D' || c == 'E' || c == 'A' || c == 'N')) {
+        fail(p, XML_ERR_RESTRICTED,
+             c == '-' ? "comment" : "document type declaration");
+        rc = p->error;
+    } else if (c != (unsigned char)"[CDATA["[p->sub]) {
+        fail(p, XML_ERR_NOT_WELL_FORMED, "unknown markup after '<!'");
+        rc = p->error;
+    } else if (++p->sub == 7) {
+        rc = token_done(p, sc, SC_CDATA);
+    }
+    sc->i++;
+    return rc;
+}
+
+/* CDATA content is character data: it streams through, in bounded pieces
+ * like any other text, up to and including its "]]>". */
+static int scan_cdata(xml_parser_t *p, scan_t *sc)
+{
+    unsigned char c = (unsigned char)sc->data[sc->i++];
+    if (c == ']')
+        p->state = p->state == SC_CDATA ? SC_CDATA_B1 : SC_CDATA_B2;
+    else if (c == '>' && p->state == SC_CDATA_B2)
+        p->state = SC_TEXT;
+    else
+        p->state = SC_CDATA;
+    if (sc->i - sc->seg >= TEXT_SEGMENT || p->state == SC_TEXT)
+        return hand_over(p, sc, sc->i);
+    return XML_OK;
+}
+
+/* One step of the scanner from byte i, by state. */
+static int scan_step(xml_parser_t *p, scan_t *sc)
+{
+    switch (p->state) {
+    case SC_TEXT:
+        return scan_text(p, sc);
+    case SC_LT:
+        return scan_lt(p, sc);
+    case SC_TAG:
+        return scan_tag(p, sc);
+    case SC_TAG_SQ:
+    case SC_TAG_DQ:
+        return scan_attr_value(p, sc);
+    case SC_PI:
+    case SC_PI_Q:
+        return scan_pi(p, sc);
+    case SC_BANG:
+        return scan_bang(p, sc);
+    case SC_CDATA:
+    case SC_CDATA_B1:
+    case SC_CDATA_B2:
+        return scan_cdata(p, sc);
+    }
+    return XML_OK;
+}
+
+/* At the end of the chunk: character data goes to expat now; incomplete
+ * markup is held back until its end arrives. */
+static int finish_chunk(xml_parser_t *p, scan_t *sc)
+{
+    if (sc->seg >= sc->len)
+        return XML_OK;
+    switch (p->state) {
+    case SC_TEXT:
+    case SC_CDATA:
+    case SC_CDATA_B1:
+    case SC_CDATA_B2:
+        return hand_over(p, sc, sc->len);
+    default:
+        return hold_bytes(p, sc->data + sc->seg, sc->len - sc->seg);
+    }
+}
+
 int xml_parser_feed(xml_parser_t *p, const char *data, size_t len)
 {
     if (p->error != XML_OK)
@@ -757,190 +997,19 @@ int xml_parser_feed(xml_parser_t *p, const char *data, size_t len)
     p->stats.bytes_fed += len;
     if (p->closed)
         return after_close(p, data, len);
+    int rc = check_first_bytes(p, data, len);
 
-    if (p->at_start && len > 0) {
-        /* RFC 6120 §11.6: a UTF-16 or UTF-32 stream (byte order mark, or a
-         * NUL in the first two bytes) is refused as such, rather than as
-         * malformed UTF-8. */
-        unsigned char c0 = (unsigned char)data[0];
-        if (c0 == 0xFE || c0 == 0xFF || c0 == 0x00 ||
-            (len > 1 && c0 == '<' && data[1] == '\0')) {
-            fail(p, XML_ERR_UNSUPPORTED_ENCODING, "not UTF-8");
-            return p->error;
-        }
-        p->at_start = false;
-    }
-
-    size_t seg = 0; /* start of the bytes not yet handed over or held */
-    size_t i = 0;
-    int rc = XML_OK;
-    while (i < len && rc == XML_OK) {
-        unsigned char c = (unsigned char)data[i];
-        switch (p->state) {
-        case SC_TEXT: {
-            const char *lt = memchr(data + i, '<', len - i);
-            size_t end = lt != NULL ? (size_t)(lt - data) : len;
-            if (end - seg > TEXT_SEGMENT) {
-                /* Hand long character data over in bounded pieces. */
-                end = seg + TEXT_SEGMENT;
-                rc = engine_feed(p, data + seg, end - seg);
-                seg = i = end;
-                break;
-            }
-            if (lt == NULL) {
-                i = len;
-                break;
-            }
-            rc = engine_feed(p, data + seg, end - seg);
-            seg = i = end;
-            p->state = SC_LT;
-            i++;
-            break;
-        }
-        case SC_LT:
-            if (c == '!') {
-                p->state = SC_BANG;
-                p->sub = 0;
-            } else if (c == '?') {
-                p->state = SC_PI;
-                p->sub = 0;
-            } else if (c == '/' || is_name_start(c)) {
-                p->state = SC_TAG;
-            } else {
-                fail(p, XML_ERR_NOT_WELL_FORMED, "'<' not followed by a name");
-                rc = p->error;
-            }
-            i++;
-            break;
-        case SC_TAG: {
-            /* Jump to the next byte that matters inside a tag. */
-            size_t j = i;
-            while (j < len && data[j] != '>' && data[j] != '\'' &&
-                   data[j] != '"' && data[j] != '<')
-                j++;
-            i = j;
-            if (i == len)
-                break;
-            if (data[i] == '<') {
-                fail(p, XML_ERR_NOT_WELL_FORMED, "'<' inside a tag");
-                rc = p->error;
-            } else if (data[i] == '>') {
-                rc = markup_complete(p, data + seg, i + 1 - seg);
-                seg = i + 1;
-                p->state = SC_TEXT;
-            } else {
-                p->state = data[i] == '\'' ? SC_TAG_SQ : SC_TAG_DQ;
-            }
-            i++;
-            break;
-        }
-        case SC_TAG_SQ:
-        case SC_TAG_DQ: {
-            char q = p->state == SC_TAG_SQ ? '\'' : '"';
-            size_t j = i;
-            while (j < len && data[j] != q && data[j] != '<')
-                j++;
-            i = j;
-            if (i == len)
-                break;
-            if (data[i] == '<') {
-                fail(p, XML_ERR_NOT_WELL_FORMED, "'<' in an attribute value");
-                rc = p->error;
-            } else {
-                p->state = SC_TAG;
-            }
-            i++;
-            break;
-        }
-        case SC_PI:
-            /* RFC 6120 §11.1: the XML declaration is the only processing
-             * instruction allowed; its target is exactly "xml". */
-            if (p->sub < 3) {
-                if (c != (unsigned char)"xml"[p->sub]) {
-                    fail(p, XML_ERR_RESTRICTED, "processing instruction");
-                    rc = p->error;
-                }
-                p->sub++;
-            } else if (p->sub == 3) {
-                if (c != ' ' && c != '\t' && c != '\r' && c != '\n' &&
-                    c != '?') {
-                    fail(p, XML_ERR_RESTRICTED, "processing instruction");
-                    rc = p->error;
-                }
-                p->sub++;
-                if (c == '?')
-                    p->state = SC_PI_Q;
-            } else if (c == '?') {
-                p->state = SC_PI_Q;
-            }
-            i++;
-            break;
-        case SC_PI_Q:
-            if (c == '>') {
-                rc = markup_complete(p, data + seg, i + 1 - seg);
-                seg = i + 1;
-                p->state = SC_TEXT;
-            } else if (c != '?') {
-                p->state = SC_PI;
-            }
-            i++;
-            break;
-        case SC_BANG:
-            /* "<![CDATA[" is the only construct starting with "<!" that
-             * XMPP allows; comments and DTD declarations are restricted. */
-            if (p->sub == 0 &&
-                (c == '-' || c == 'D' || c == 'E' || c == 'A' || c == 'N')) {
-                fail(p, XML_ERR_RESTRICTED,
-                     c == '-' ? "comment" : "document type declaration");
-                rc = p->error;
-            } else if (c != (unsigned char)"[CDATA["[p->sub]) {
-                fail(p, XML_ERR_NOT_WELL_FORMED, "unknown markup after '<!'");
-                rc = p->error;
-            } else if (++p->sub == 7) {
-                rc = markup_complete(p, data + seg, i + 1 - seg);
-                seg = i + 1;
-                p->state = SC_CDATA;
-            }
-            i++;
-            break;
-        case SC_CDATA:
-        case SC_CDATA_B1:
-        case SC_CDATA_B2:
-            if (c == ']')
-                p->state = p->state == SC_CDATA ? SC_CDATA_B1 : SC_CDATA_B2;
-            else if (c == '>' && p->state == SC_CDATA_B2)
-                p->state = SC_TEXT;
-            else
-                p->state = SC_CDATA;
-            i++;
-            /* CDATA content is character data: it streams through, in
-             * bounded pieces like any other text. */
-            if (i - seg >= TEXT_SEGMENT || p->state == SC_TEXT) {
-                rc = engine_feed(p, data + seg, i - seg);
-                seg = i;
-            }
-            break;
-        }
+    scan_t sc = {data, len, 0, 0};
+    while (sc.i < len && rc == XML_OK) {
+        rc = scan_step(p, &sc);
         if (rc == XML_OK && p->closed) {
-            rc = after_close(p, data + i, len - i);
-            seg = i = len;
+            /* The close tag was parsed: only white space may follow. */
+            rc = after_close(p, data + sc.i, len - sc.i);
+            sc.seg = sc.i = len;
         }
     }
-    if (rc == XML_OK && seg < len) {
-        switch (p->state) {
-        case SC_TEXT:
-        case SC_CDATA:
-        case SC_CDATA_B1:
-        case SC_CDATA_B2:
-            rc = engine_feed(p, data + seg, len - seg);
-            break;
-        default:
-            rc = hold_bytes(p, data + seg, len - seg);
-            break;
-        }
-        if (rc == XML_OK && p->closed)
-            rc = XML_OK; /* the close tag ended exactly at the chunk end */
-    }
+    if (rc == XML_OK)
+        rc = finish_chunk(p, &sc);
     if (rc == XML_STOPPED)
         buf_free(&p->hold);
     else if (p->hold.len == 0 && p->hold.cap > 0)
