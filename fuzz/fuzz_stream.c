@@ -161,6 +161,32 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* A feature of the owner's (as stream management will be): offered after
+ * authentication; its top-level elements are answered once bound and end
+ * the stream before that. */
+#define FUZZ_FEATURE_NS "urn:fuzz:feature"
+
+static void fuzz_feature_handle(stream_t *s, void *owner_ud,
+                                const stream_feature_t *f, xml_tree_t *t)
+{
+    (void)owner_ud;
+    (void)f;
+    xml_tree_free(t);
+    if (!stream_is_bound(s)) {
+        stream_error(s, "not-authorized", NULL);
+        return;
+    }
+    static const char ans[] = "<r xmlns='" FUZZ_FEATURE_NS "'/>";
+    stream_send_nonza(s, ans, sizeof(ans) - 1);
+}
+
+static const stream_feature_t FUZZ_FEATURES[] = {{
+    .ns = FUZZ_FEATURE_NS,
+    .name = "f",
+    .when = STREAM_FEAT_AFTER_AUTH,
+    .handle = fuzz_feature_handle,
+}};
+
 /* The stream's configuration for one run. */
 static void make_config(stream_config_t *c, bool tls_required, bool two_hosts,
                         bool tls_direct, bool defaults)
@@ -185,6 +211,8 @@ static void make_config(stream_config_t *c, bool tls_required, bool two_hosts,
     /* Only unknown users' fake credentials use this count (PLAIN does the
      * PBKDF2 work on them): kept low for speed. */
     c->scram_iterations = 1;
+    c->features = FUZZ_FEATURES;
+    c->feature_count = 1;
 }
 
 /* ---------------------------------------------------------- the owner */
@@ -336,8 +364,14 @@ static void chk_element(void *ud, xml_tree_t *t)
             /* Channel binding data exists only after our fake handshake. */
             CHECK(tls || !has_mech(mechs, "-PLUS", true));
         }
-        if (stream_is_authenticated(f->s))
+        if (stream_is_authenticated(f->s)) {
             CHECK(xml_element_child(el, STREAM_NS_BIND, "bind") != NULL);
+            CHECK(xml_element_child(el, FUZZ_FEATURE_NS, "f") != NULL);
+        } else {
+            CHECK(xml_element_child(el, FUZZ_FEATURE_NS, NULL) == NULL);
+        }
+    } else if (xml_element_is(el, FUZZ_FEATURE_NS, "r")) {
+        CHECK(stream_is_bound(f->s));
     } else if (xml_element_is(el, STREAM_NS_TLS, "proceed") ||
                xml_element_is(el, STREAM_NS_SASL, "success")) {
         /* A new stream follows (RFC 6120 §5.4.3.3, §6.4.6). */

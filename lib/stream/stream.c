@@ -240,7 +240,9 @@ static unsigned offered_mechs(const stream_t *s)
  * refused (handle_starttls), so it is not offered either. */
 static bool tls_pending(const stream_t *s)
 {
-    return !s->tls && s->cfg->tls_available && !s->authenticated;
+    /* No STARTTLS inside direct TLS. */
+    return !s->tls && !s->cfg->tls_direct && s->cfg->tls_available &&
+           !s->authenticated;
 }
 
 static int offer_starttls(stream_t *s, const stream_feature_t *f, buf_t *b)
@@ -1131,6 +1133,13 @@ void stream_feed(stream_t *s, const char *data, size_t len)
 {
     if (s->state == STREAM_CLOSED || s->state == STREAM_TLS)
         return;
+    if (s->cfg->tls_direct && !s->tls) {
+        /* A direct-TLS transport (port 5223) reports its handshake before
+         * the first byte; bytes without it were never encrypted and are
+         * not parsed. */
+        call_close(s);
+        return;
+    }
     if (s->need_reset) {
         xml_parser_reset(s->parser);
         s->need_reset = false;

@@ -133,9 +133,11 @@ typedef struct stream_config {
     size_t host_count;
     bool tls_available; /* a certificate is configured: offer STARTTLS */
     bool tls_required;  /* refuse authentication before TLS */
-    bool tls_direct;    /* the transport is TLS from the first byte (5223) */
-    unsigned mechs;     /* sasl_mech_t bits allowed by configuration */
-    bool offer_plus;    /* offer -PLUS when channel binding is available */
+    /* The transport is TLS from the first byte (5223): STARTTLS is never
+     * offered, and bytes fed before stream_tls_done() close the stream. */
+    bool tls_direct;
+    unsigned mechs;  /* sasl_mech_t bits allowed by configuration */
+    bool offer_plus; /* offer -PLUS when channel binding is available */
     unsigned max_auth_failures; /* then policy-violation; at least 2 */
     xml_limits_t limits_preauth;
     xml_limits_t limits;
@@ -143,8 +145,9 @@ typedef struct stream_config {
     size_t server_secret_len;
     unsigned scram_iterations;
     /* The owner's stream features, offered after the built-in ones in this
-     * order; their namespaces must differ from the built-in ones. The
-     * array is referenced like the rest of the config. */
+     * order. Their namespaces must differ from the built-in ones and from
+     * jabber:client (stanzas are never a feature's). The array is
+     * referenced like the rest of the config. */
     const stream_feature_t *features;
     size_t feature_count;
 } stream_config_t;

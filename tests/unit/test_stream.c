@@ -780,6 +780,31 @@ static void test_send_failure_closes(void **state)
     owner_done(&o);
 }
 
+/* stream_config_t.tls_direct (port 5223): no STARTTLS offered inside TLS;
+ * bytes fed before the handshake was reported are never parsed. */
+static void test_tls_direct(void **state)
+{
+    (void)state;
+    stream_config_t cfg = make_cfg(true, true);
+    cfg.tls_direct = true;
+    struct owner o;
+    owner_init(&o, &cfg);
+    feed(&o, HDR);
+    assert_int_equal(o.closed, 1);
+    assert_int_equal(o.out.len, 0);
+    owner_done(&o);
+
+    owner_init(&o, &cfg);
+    stream_tls_info_t info = {.cb_exporter = fake_exporter,
+                              .cb_exporter_len = sizeof(fake_exporter)};
+    stream_tls_done(o.s, true, &info);
+    feed(&o, HDR);
+    assert_false(sent(&o, "starttls"));
+    assert_true(sent(&o, "<mechanism>SCRAM-SHA-256-PLUS</mechanism>"));
+    assert_int_equal(o.closed, 0);
+    owner_done(&o);
+}
+
 static void test_stanza_error_reply(void **state)
 {
     (void)state;
@@ -885,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_owner_feature),
         cmocka_unit_test(test_send_failure_closes),
         cmocka_unit_test(test_stanza_error_reply),
+        cmocka_unit_test(test_tls_direct),
         cmocka_unit_test(test_close_handshake),
         cmocka_unit_test(test_whitespace_keepalive),
     };
