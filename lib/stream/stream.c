@@ -1191,6 +1191,14 @@ void stream_tls_done(stream_t *s, bool ok, const stream_tls_info_t *info)
                     break;
                 s->cert_name_count++;
             }
+            if (s->cert_name_count != info->cert_name_count) {
+                /* Out of memory: a partial list would silently change
+                 * what EXTERNAL accepts. No XML stream runs yet, so the
+                 * connection just ends (as for a failed handshake). */
+                free_cert_names(s);
+                call_close(s);
+                return;
+            }
         }
     }
     if (s->state == STREAM_TLS) {

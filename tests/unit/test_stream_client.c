@@ -672,6 +672,40 @@ static void scripted_init(struct pair *p, bool bm)
     sclient_start(p->cl);
 }
 
+/* The owner cannot queue bytes (out of memory, send_checked fails): the
+ * client stream reports it and closes instead of going on without them. */
+static int cl_send_ok;
+static int c_send_checked(void *ud, const char *d, size_t n)
+{
+    if (cl_send_ok-- <= 0)
+        return -1;
+    c_send(ud, d, n);
+    return 0;
+}
+
+static void test_send_failure_closes(void **state)
+{
+    (void)state;
+    sclient_hooks_t h = cl_hooks;
+    h.send_checked = c_send_checked;
+    sclient_config_t ccfg = cl_cfg("juliet@localhost", PASSWORD);
+    struct pair p;
+    pair_init(&p, NULL, &ccfg, false);
+    sclient_free(p.cl);
+    p.cl = sclient_new(&ccfg, &h, &p);
+    assert_non_null(p.cl);
+    cl_send_ok = 1; /* the header goes out, <starttls/> does not */
+    sclient_start(p.cl);
+    assert_true(client_sent(&p, "<stream:stream"));
+    feed_client(&p, S_HDR F_TLS);
+    assert_false(client_sent(&p, "<starttls"));
+    assert_int_equal(p.failed, 1);
+    assert_string_equal(p.cond, "resource-constraint");
+    assert_int_equal(p.cl_closed, 1);
+    assert_int_equal(sclient_state(p.cl), SCLIENT_CLOSED);
+    pair_done(&p);
+}
+
 static void test_no_starttls(void **state)
 {
     (void)state;
@@ -953,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_server_stream_error_scripted),
         cmocka_unit_test(test_sasl_failure_scripted),
         cmocka_unit_test(test_close_early),
+        cmocka_unit_test(test_send_failure_closes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
