@@ -220,7 +220,9 @@ bool stream_is_tls(const stream_t *s);
 const jid_t *stream_jid(const stream_t *s);
 /* The stream id we sent in our header ("" before that). */
 const char *stream_id(const stream_t *s);
-/* The condition of the stream error we sent or NULL (for logs, tests). */
+/* The condition of the stream error we sent or NULL (for logs, tests);
+ * "internal-server-error" when the stream closed because send_checked
+ * could not queue its bytes (nothing more was sent then). */
 const char *stream_error_sent(const stream_t *s);
 /* The stream's xml:lang ("en" when the client gave none). */
 const char *stream_lang(const stream_t *s);
