@@ -18,6 +18,7 @@
 
 #include "base/rand.h"
 #include "c2s/c2s.h"
+#include "modules/modules.h"
 #include "server.h"
 #include "starling_config.h"
 
@@ -333,6 +334,11 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_ERROR, 0, "storage: %s", err);
         return 1;
     }
+    srv->modules = modules_start(cfg, &srv->log, err, sizeof(err));
+    if (srv->modules == NULL) {
+        LOG(&srv->log, LOG_ERROR, 0, "modules: %s", err);
+        return 1;
+    }
     srv->router_cfg = (router_config_t){
         .hosts = (const char *const *)cfg->hosts,
         .host_count = cfg->host_count,
@@ -340,6 +346,7 @@ int main(int argc, char **argv)
                         ? ROUTER_CONFLICT_OLD_WINS
                         : ROUTER_CONFLICT_NEW_WINS,
         .max_resources = cfg->max_resources,
+        .modules = srv->modules,
     };
     srv->router = router_new(&srv->router_cfg, &srv->log);
     build_stream_configs(srv);
@@ -370,6 +377,7 @@ int main(int argc, char **argv)
     uv_run(srv->loop, UV_RUN_DEFAULT);
 
     router_free(srv->router);
+    module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);
     tls_ctx_free(srv->tls_direct);
     config_free(cfg);
