@@ -66,8 +66,7 @@ static module_result_t message_account(module_call_t *c)
 
 static module_result_t message_bare(module_call_t *c)
 {
-    message_to_bare(c->from, c->tree->root,
-                    router_resources(c->router, c->to));
+    message_to_bare(c->from, c->tree->root, router_resources(c->router, c->to));
     return MODULE_HANDLED;
 }
 
@@ -144,8 +143,7 @@ static module_result_t presence_bare(module_call_t *c)
  * states arrive with the roster issue). */
 static module_result_t presence_full(module_call_t *c)
 {
-    return router_find(c->router, c->to) != NULL ? MODULE_PASS
-                                                 : MODULE_HANDLED;
+    return router_find(c->router, c->to) != NULL ? MODULE_PASS : MODULE_HANDLED;
 }
 
 static const module_hook_t im_hooks[] = {

@@ -11,8 +11,7 @@
 
 /* Starts the result with an empty <query xmlns=ns/>; NULL when out of
  * memory. */
-static xml_node_t *start_query(module_call_t *c, const char *ns,
-                               xml_tree_t **t)
+static xml_node_t *start_query(module_call_t *c, const char *ns, xml_tree_t **t)
 {
     xml_node_t *iq = module_iq_result(c, t);
     xml_node_t *q = iq != NULL ? xml_element_new(*t, iq, ns, "query") : NULL;
@@ -55,8 +54,7 @@ static module_result_t disco_info(module_call_t *c, const xml_node_t *query)
     }
     for (size_t i = 0; i < module_registry_count(c->modules); i++) {
         const module_desc_t *d = module_registry_desc(c->modules, i);
-        for (const char *const *f = d->features; f != NULL && *f != NULL;
-             f++) {
+        for (const char *const *f = d->features; f != NULL && *f != NULL; f++) {
             xml_node_t *e = xml_element_new(t, q, NS_DISCO_INFO, "feature");
             if (e == NULL) {
                 rc = -1;

@@ -88,8 +88,8 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
                                        size_t errlen)
 {
     module_registry_t *reg = calloc(1, sizeof(*reg));
-    if (reg == NULL || (reg->mods = calloc(count + 1, sizeof(*reg->mods))) ==
-                           NULL) {
+    if (reg == NULL ||
+        (reg->mods = calloc(count + 1, sizeof(*reg->mods))) == NULL) {
         free(reg);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -144,8 +144,8 @@ bool module_registry_has(const module_registry_t *reg, const char *name)
     return false;
 }
 
-module_result_t module_dispatch(const module_registry_t *reg,
-                                module_event_t ev, module_call_t *c)
+module_result_t module_dispatch(const module_registry_t *reg, module_event_t ev,
+                                module_call_t *c)
 {
     if (reg == NULL || (unsigned)ev >= MODULE_EV_COUNT)
         return MODULE_PASS;

@@ -193,8 +193,8 @@ bool module_registry_has(const module_registry_t *reg, const char *name);
 
 /* Runs the hooks of `ev` from the highest priority down until one returns
  * MODULE_HANDLED; fills c->state/settings for each. NULL reg: PASS. */
-module_result_t module_dispatch(const module_registry_t *reg,
-                                module_event_t ev, module_call_t *c);
+module_result_t module_dispatch(const module_registry_t *reg, module_event_t ev,
+                                module_call_t *c);
 
 /* Looks up the IQ handler for the IQ get/set c->tree->root by type,
  * namespace of its child and c->addressee, and runs it. PASS when none

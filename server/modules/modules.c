@@ -4,9 +4,9 @@
 #include "modules/modules.h"
 
 static const module_desc_t *const all[] = {
-    &module_im,    /* RFC 6121 routing rules (core, always on) */
-    &module_disco, /* XEP-0030 */
-    &module_ping,  /* XEP-0199 */
+    &module_im,      /* RFC 6121 routing rules (core, always on) */
+    &module_disco,   /* XEP-0030 */
+    &module_ping,    /* XEP-0199 */
     &module_version, /* XEP-0092 */
     &module_time,    /* XEP-0202 */
 };
@@ -18,8 +18,7 @@ const module_desc_t *const *modules_all(size_t *count)
 }
 
 module_registry_t *modules_start(const server_config_t *cfg,
-                                 const logger_t *log, char *err,
-                                 size_t errlen)
+                                 const logger_t *log, char *err, size_t errlen)
 {
     size_t n;
     const module_desc_t *const *descs = modules_all(&n);

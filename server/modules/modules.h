@@ -22,7 +22,6 @@ const module_desc_t *const *modules_all(size_t *count);
 
 /* The registry of the modules cfg switches on, with cfg's settings. */
 module_registry_t *modules_start(const server_config_t *cfg,
-                                 const logger_t *log, char *err,
-                                 size_t errlen);
+                                 const logger_t *log, char *err, size_t errlen);
 
 #endif
