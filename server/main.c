@@ -214,6 +214,20 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 /* SIGHUP: what can change without restarting — the certificate and key
  * (new connections use them) and the log level. */
+/* One line naming the enabled modules, so that a log shows what the
+ * server offered. */
+static void log_modules(const server_t *srv)
+{
+    char names[256] = "";
+    for (size_t i = 0; i < module_registry_count(srv->modules); i++) {
+        const char *n = module_registry_desc(srv->modules, i)->name;
+        if (names[0] != '\0')
+            strncat(names, ", ", sizeof(names) - strlen(names) - 1);
+        strncat(names, n, sizeof(names) - strlen(names) - 1);
+    }
+    LOG(&srv->log, LOG_INFO, 0, "modules: %s", names);
+}
+
 static void on_sighup(uv_signal_t *h, int signum)
 {
     daemon_state_t *d = h->data;
@@ -253,7 +267,8 @@ static void on_sighup(uv_signal_t *h, int signum)
                 fresh.cert_file);
     }
     LOG(&srv->log, LOG_INFO, 0,
-        "SIGHUP: other settings (hosts, listeners, limits) need a restart");
+        "SIGHUP: other settings (hosts, listeners, limits, modules) need a "
+        "restart");
     config_free(&fresh);
 }
 
@@ -339,6 +354,7 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_ERROR, 0, "modules: %s", err);
         return 1;
     }
+    log_modules(srv);
     srv->router_cfg = (router_config_t){
         .hosts = (const char *const *)cfg->hosts,
         .host_count = cfg->host_count,

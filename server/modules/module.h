@@ -48,7 +48,9 @@ typedef enum module_addressee {
     /* 'to' a local bare JID (RFC 6121 §8.5.2); for an IQ, of another
      * account (the sender's own is MODULE_TO_ACCOUNT). */
     MODULE_TO_BARE,
-    /* 'to' a local full JID (RFC 6121 §8.5.3), bound or not. */
+    /* 'to' a local full JID (RFC 6121 §8.5.3), bound or not. Hooks see
+     * both; IQ handlers only IQs for a resource that is not bound (a bound
+     * one gets the IQ itself). */
     MODULE_TO_FULL,
     MODULE_TO_COUNT,
 } module_addressee_t;

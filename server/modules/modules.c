@@ -3,6 +3,8 @@
  * (docs/architecture.md, "Modules: adding a XEP"). */
 #include "modules/modules.h"
 
+#include <stdio.h>
+
 static const module_desc_t *const all[] = {
     &module_im,      /* RFC 6121 routing rules (core, always on) */
     &module_disco,   /* XEP-0030 */
@@ -24,8 +26,11 @@ module_registry_t *modules_start(const server_config_t *cfg,
     const module_desc_t *const *descs = modules_all(&n);
     /* A config from config_defaults()/config_load() has one entry per
      * module of this list. */
-    if (cfg->module_count != n)
+    if (cfg->module_count != n) {
+        snprintf(err, errlen, "the configuration has %zu modules, not %zu",
+                 cfg->module_count, n);
         return NULL;
+    }
     return module_registry_new(descs, n, cfg->module_on,
                                (const void *const *)cfg->module_settings, cfg,
                                log, err, errlen);

@@ -174,7 +174,9 @@ class SwitchedModules(harness.ServerTestCase):
         cls.os_srv.stop()
 
     def test_switched_off_leaves_disco(self):
-        """Modules switched off add no features."""
+        """Modules switched off add no features; the log names those
+        on."""
+        self.srv.wait_log(r'modules: im, disco, ping$')
         a = self.login(self.srv)
         res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
         self.assertEqual(features(res), {NS_PING, NS_INFO, NS_ITEMS})

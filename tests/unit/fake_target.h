@@ -12,7 +12,7 @@
 enum { FAKE_MAX_GOT = 16 };
 
 typedef struct fake_target {
-    route_target_t t; /* first: the router's pointer is ours */
+    route_target_t t;              /* first: the router's pointer is ours */
     xml_tree_t *got[FAKE_MAX_GOT]; /* copies, in order */
     size_t ngot;
     char kicked[48]; /* "" until kicked */

@@ -115,8 +115,8 @@ static module_result_t fake_session(module_call_t *c)
         {MODULE_EV_MESSAGE_FULL, p, fake_hook},                                \
         {0, 0, NULL},                                                          \
     };                                                                         \
-    static const char *const id##_features[] = {"urn:feature:" #id, NULL};    \
-    static const module_desc_t id = {                                         \
+    static const char *const id##_features[] = {"urn:feature:" #id, NULL};     \
+    static const module_desc_t id = {                                          \
         .name = #id,                                                           \
         .init = fake_mod_init,                                                 \
         .fini = fake_mod_fini,                                                 \
@@ -217,12 +217,12 @@ static void add(env_t *e, const module_desc_t *d, char letter,
 static void start(env_t *e)
 {
     char err[128];
-    e->mods = module_registry_new(e->descs, e->n, e->on, e->sets, NULL,
-                                  &e->log, err, sizeof(err));
+    e->mods = module_registry_new(e->descs, e->n, e->on, e->sets, NULL, &e->log,
+                                  err, sizeof(err));
     if (e->mods == NULL)
         fail_msg("registry: %s", err);
-    e->cfg = (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8,
-                               e->mods};
+    e->cfg =
+        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
     e->r = router_new(&e->cfg, &e->log);
     assert_non_null(e->r);
     fake_bind(e->r, &e->a, "alice@localhost", "a");
@@ -258,7 +258,8 @@ static void test_priorities_all_pass(void **state)
     add(e, &high, 'h', MODULE_PASS);
     add(e, &mid2, 'n', MODULE_PASS);
     start(e);
-    fake_send(e->r, &e->a, "<message to='bob@localhost/b'><body>x</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='bob@localhost/b'><body>x</body></message>");
     /* Highest first; equal priorities in list order; then the IM rules
      * (priority 0, before 'low') and the router's delivery. */
     assert_string_equal(e->trace.calls, "hmnl");
@@ -272,14 +273,16 @@ static void test_handled_stops(void **state)
     add(e, &mid, 'm', MODULE_HANDLED);
     add(e, &high, 'h', MODULE_PASS);
     start(e);
-    fake_send(e->r, &e->a, "<message to='bob@localhost/b'><body>x</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='bob@localhost/b'><body>x</body></message>");
     /* 'mid' took it: nothing after it runs, and the router delivers
      * nothing (the module owns what happens to it). */
     assert_string_equal(e->trace.calls, "hm");
     assert_int_equal(e->b.ngot, 0);
     assert_int_equal(e->a.ngot, 0);
     /* Other events do not reach these hooks. */
-    fake_send(e->r, &e->a, "<message to='bob@localhost'><body>x</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='bob@localhost'><body>x</body></message>");
     assert_string_equal(e->trace.calls, "hm");
 }
 
@@ -291,7 +294,8 @@ static void test_im_before_low_priority(void **state)
     /* To an absent resource the IM rules (priority 0) handle the message
      * (bare-JID rules: service-unavailable), so priority -10 never sees
      * it. */
-    fake_send(e->r, &e->a, "<message to='bob@localhost/gone'><body>x</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='bob@localhost/gone'><body>x</body></message>");
     assert_string_equal(e->trace.calls, "");
     assert_int_equal(e->a.ngot, 1);
     assert_string_equal(fake_error(fake_got(&e->a, 0)), "service-unavailable");
@@ -302,8 +306,9 @@ static void test_iq_dispatch(void **state)
     env_t *e = *state;
     add(e, &iq_server, 's', MODULE_HANDLED);
     start(e);
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
     assert_string_equal(e->trace.calls, "s");
     const xml_node_t *res = fake_got(&e->a, 0);
     assert_string_equal(fake_attr(res, "type"), "result");
@@ -313,11 +318,13 @@ static void test_iq_dispatch(void **state)
     assert_non_null(xml_element_child(res, "urn:test", "ok"));
     /* Wrong type, wrong addressee, unknown namespace: nobody handles it,
      * service-unavailable with the original child. */
-    fake_send(e->r, &e->a,
-              "<iq type='set' id='2' to='localhost'><q xmlns='urn:test'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='set' id='2' to='localhost'><q xmlns='urn:test'/></iq>");
     fake_send(e->r, &e->a, "<iq type='get' id='3'><q xmlns='urn:test'/></iq>");
     fake_send(e->r, &e->a,
-              "<iq type='get' id='4' to='localhost'><q xmlns='urn:other'><i/></q></iq>");
+              "<iq type='get' id='4' to='localhost'><q "
+              "xmlns='urn:other'><i/></q></iq>");
     assert_string_equal(e->trace.calls, "s");
     assert_int_equal(e->a.ngot, 4);
     for (size_t i = 1; i < 4; i++) {
@@ -325,7 +332,8 @@ static void test_iq_dispatch(void **state)
         assert_string_equal(fake_error(err), "service-unavailable");
         assert_non_null(xml_element_child(err, NULL, "q"));
     }
-    const xml_node_t *q = xml_element_child(fake_got(&e->a, 3), "urn:other", "q");
+    const xml_node_t *q =
+        xml_element_child(fake_got(&e->a, 3), "urn:other", "q");
     assert_non_null(q);
     assert_non_null(xml_element_child(q, "urn:other", "i"));
 }
@@ -337,8 +345,9 @@ static void test_iq_pass_then_next(void **state)
     add(e, &iq_account, 't', MODULE_HANDLED);
     start(e);
     /* The first handler passes; the next one for the same key answers. */
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
     assert_string_equal(e->trace.calls, "st");
     assert_string_equal(fake_attr(fake_got(&e->a, 0), "type"), "result");
 }
@@ -348,8 +357,9 @@ static void test_iq_all_pass_unavailable(void **state)
     env_t *e = *state;
     add(e, &iq_server, 's', MODULE_PASS);
     start(e);
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='1' to='localhost'><q xmlns='urn:test'/></iq>");
     assert_string_equal(e->trace.calls, "s");
     assert_string_equal(fake_error(fake_got(&e->a, 0)), "service-unavailable");
     assert_non_null(xml_element_child(fake_got(&e->a, 0), "urn:test", "q"));
@@ -368,13 +378,15 @@ static void test_iq_account_replies(void **state)
     assert_string_equal(fake_attr(res, "to"), "alice@localhost/a");
     /* 'to' the own bare JID: from the bare JID. */
     fake_send(e->r, &e->a,
-              "<iq type='set' id='2' to='alice@localhost'><q xmlns='urn:test'/></iq>");
+              "<iq type='set' id='2' to='alice@localhost'><q "
+              "xmlns='urn:test'/></iq>");
     res = fake_got(&e->a, 1);
     assert_string_equal(fake_attr(res, "type"), "result");
     assert_string_equal(fake_attr(res, "from"), "alice@localhost");
     /* Another account's bare JID is not the account's: unhandled. */
-    fake_send(e->r, &e->a,
-              "<iq type='set' id='3' to='bob@localhost'><q xmlns='urn:test'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='set' id='3' to='bob@localhost'><q xmlns='urn:test'/></iq>");
     res = fake_got(&e->a, 2);
     assert_string_equal(fake_error(res), "service-unavailable");
     assert_string_equal(fake_attr(res, "from"), "bob@localhost");
@@ -457,8 +469,8 @@ static void test_real_ping_and_disco(void **state)
     assert_int_equal(config_defaults(&cfg), 0);
     e->mods = modules_start(&cfg, &e->log, err, sizeof(err));
     assert_non_null(e->mods);
-    e->cfg = (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8,
-                               e->mods};
+    e->cfg =
+        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
     e->r = router_new(&e->cfg, &e->log);
     fake_bind(e->r, &e->a, "alice@localhost", "a");
     fake_send(e->r, &e->a,

@@ -99,13 +99,15 @@ static void test_malformed_to(void **state)
 {
     env_t *e = *state;
     bind_all(e);
-    fake_send(e->r, &e->a, "<message to='a@b@c' id='m'><body>x</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='a@b@c' id='m'><body>x</body></message>");
     assert_int_equal(e->a.ngot, 1);
     /* RFC 6120 §8.3.3.8: from our domain, not the malformed address. */
     expect_error(&e->a, 0, "jid-malformed", "localhost");
     assert_string_equal(fake_attr(fake_got(&e->a, 0), "to"),
                         "alice@localhost/a");
-    fake_send(e->r, &e->a, "<iq type='get' id='i' to='@x'><q xmlns='urn:t'/></iq>");
+    fake_send(e->r, &e->a,
+              "<iq type='get' id='i' to='@x'><q xmlns='urn:t'/></iq>");
     expect_error(&e->a, 1, "jid-malformed", "localhost");
 }
 
@@ -113,14 +115,17 @@ static void test_bad_iq(void **state)
 {
     env_t *e = *state;
     bind_all(e);
-    fake_send(e->r, &e->a, "<iq type='get' to='localhost'><q xmlns='urn:t'/></iq>");
+    fake_send(e->r, &e->a,
+              "<iq type='get' to='localhost'><q xmlns='urn:t'/></iq>");
     fake_send(e->r, &e->a, "<iq id='1' type='fetch'><q xmlns='urn:t'/></iq>");
-    fake_send(e->r, &e->a,
-              "<iq id='2' type='get'><q xmlns='urn:t'/><q xmlns='urn:u'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq id='2' type='get'><q xmlns='urn:t'/><q xmlns='urn:u'/></iq>");
     fake_send(e->r, &e->a, "<iq id='3' type='set'/>");
-    fake_send(e->r, &e->a,
-              "<iq id='4' type='result' to='bob@localhost/b1'><a xmlns='urn:a'/>"
-              "<b xmlns='urn:b'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq id='4' type='result' to='bob@localhost/b1'><a xmlns='urn:a'/>"
+        "<b xmlns='urn:b'/></iq>");
     assert_int_equal(e->a.ngot, 5);
     for (size_t i = 0; i < 5; i++)
         assert_string_equal(fake_error(fake_got(&e->a, i)), "bad-request");
@@ -190,11 +195,11 @@ static void test_remote_domain(void **state)
 {
     env_t *e = *state;
     bind_all(e);
-    fake_send(e->r, &e->a,
-              "<message to='x@elsewhere.example' id='r'><body>x</body></message>");
+    fake_send(
+        e->r, &e->a,
+        "<message to='x@elsewhere.example' id='r'><body>x</body></message>");
     expect_error(&e->a, 0, "remote-server-not-found", "x@elsewhere.example");
-    fake_send(e->r, &e->a,
-              "<message type='error' to='x@elsewhere.example'/>");
+    fake_send(e->r, &e->a, "<message type='error' to='x@elsewhere.example'/>");
     assert_int_equal(e->a.ngot, 1);
 }
 
@@ -202,15 +207,17 @@ static void test_server_domain(void **state)
 {
     env_t *e = *state;
     bind_all(e);
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='s1' to='example.org'><q xmlns='urn:none'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='s1' to='example.org'><q xmlns='urn:none'/></iq>");
     expect_error(&e->a, 0, "service-unavailable", "example.org");
     assert_non_null(xml_element_child(fake_got(&e->a, 0), "urn:none", "q"));
     fake_send(e->r, &e->a, "<message to='localhost'><body>x</body></message>");
     expect_error(&e->a, 1, "service-unavailable", "localhost");
     /* domain/resource is the server too. */
-    fake_send(e->r, &e->a,
-              "<iq type='set' id='s2' to='localhost/x'><q xmlns='urn:none'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='set' id='s2' to='localhost/x'><q xmlns='urn:none'/></iq>");
     expect_error(&e->a, 2, "service-unavailable", "localhost/x");
     /* Consumed: headline, groupchat, error messages; presence; results. */
     fake_send(e->r, &e->a, "<message type='headline' to='localhost'/>");
@@ -229,8 +236,9 @@ static void test_bare_priorities(void **state)
     fake_available(e->r, &e->b2, 5);
     fake_available(e->r, &e->b3, 5);
     /* RFC 6121 §8.5.2.1.1: the highest priority, all of them. */
-    fake_send(e->r, &e->a,
-              "<message type='chat' to='Bob@LocalHost'><body>x</body></message>");
+    fake_send(
+        e->r, &e->a,
+        "<message type='chat' to='Bob@LocalHost'><body>x</body></message>");
     assert_int_equal(e->b1.ngot, 0);
     assert_int_equal(e->b2.ngot, 1);
     assert_int_equal(e->b3.ngot, 1);
@@ -239,7 +247,8 @@ static void test_bare_priorities(void **state)
     assert_string_equal(fake_attr(fake_got(&e->b2, 0), "from"),
                         "alice@localhost/a");
     /* Normal is like chat. */
-    fake_send(e->r, &e->a, "<message to='bob@localhost'><body>y</body></message>");
+    fake_send(e->r, &e->a,
+              "<message to='bob@localhost'><body>y</body></message>");
     assert_int_equal(e->b2.ngot, 2);
     assert_int_equal(e->b1.ngot, 0);
     assert_int_equal(e->a.ngot, 0);
@@ -309,13 +318,15 @@ static void test_bare_presence_and_iq(void **state)
     fake_send(e->r, &e->a, "<presence type='subscribe' to='bob@localhost'/>");
     assert_int_equal(e->b1.ngot, 1);
     /* §8.5.2.1.3: an IQ to a bare JID is the server's, for the account. */
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='b' to='bob@localhost'><q xmlns='urn:none'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='b' to='bob@localhost'><q xmlns='urn:none'/></iq>");
     assert_int_equal(e->b1.ngot, 1);
     expect_error(&e->a, 0, "service-unavailable", "bob@localhost");
     /* To one's own bare JID: from the bare JID (RFC 6120 §8.1.2.1). */
     fake_send(e->r, &e->a,
-              "<iq type='get' id='o' to='alice@localhost'><q xmlns='urn:none'/></iq>");
+              "<iq type='get' id='o' to='alice@localhost'><q "
+              "xmlns='urn:none'/></iq>");
     expect_error(&e->a, 1, "service-unavailable", "alice@localhost");
 }
 
@@ -326,8 +337,9 @@ static void test_full_present(void **state)
     /* §8.5.3.1: delivered whatever the availability and priority. */
     fake_send(e->r, &e->a, "<message type='groupchat' to='bob@localhost/b2'/>");
     fake_send(e->r, &e->a, "<presence to='bob@localhost/b2'/>");
-    fake_send(e->r, &e->a,
-              "<iq type='get' id='f' to='bob@localhost/b2'><q xmlns='urn:x'/></iq>");
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='f' to='bob@localhost/b2'><q xmlns='urn:x'/></iq>");
     fake_send(e->r, &e->a, "<iq type='result' id='g' to='bob@localhost/b2'/>");
     assert_int_equal(e->b2.ngot, 4);
     assert_int_equal(e->b1.ngot + e->b3.ngot + e->a.ngot, 0);
@@ -344,13 +356,16 @@ static void test_full_absent(void **state)
     fake_send(e->r, &e->a, "<message type='chat' to='bob@localhost/gone'/>");
     assert_int_equal(e->b1.ngot, 1);
     /* ... but groupchat is an error. */
-    fake_send(e->r, &e->a, "<message type='groupchat' to='bob@localhost/gone'/>");
+    fake_send(e->r, &e->a,
+              "<message type='groupchat' to='bob@localhost/gone'/>");
     expect_error(&e->a, 0, "service-unavailable", "bob@localhost/gone");
     /* §8.5.3.2.2: IQ get/set: service-unavailable; result: consumed. */
     fake_send(e->r, &e->a,
-              "<iq type='get' id='x' to='bob@localhost/gone'><q xmlns='urn:x'/></iq>");
+              "<iq type='get' id='x' to='bob@localhost/gone'><q "
+              "xmlns='urn:x'/></iq>");
     expect_error(&e->a, 1, "service-unavailable", "bob@localhost/gone");
-    fake_send(e->r, &e->a, "<iq type='result' id='y' to='bob@localhost/gone'/>");
+    fake_send(e->r, &e->a,
+              "<iq type='result' id='y' to='bob@localhost/gone'/>");
     /* §8.5.3.2.3: presence ignored. */
     fake_send(e->r, &e->a, "<presence to='bob@localhost/gone'/>");
     assert_int_equal(e->a.ngot, 2);
