@@ -18,6 +18,7 @@
 
 #include "base/rand.h"
 #include "c2s/c2s.h"
+#include "modules/modules.h"
 #include "server.h"
 #include "starling_config.h"
 
@@ -213,6 +214,20 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 /* SIGHUP: what can change without restarting — the certificate and key
  * (new connections use them) and the log level. */
+/* One line naming the enabled modules, so that a log shows what the
+ * server offered. */
+static void log_modules(const server_t *srv)
+{
+    char names[256] = "";
+    for (size_t i = 0; i < module_registry_count(srv->modules); i++) {
+        const char *n = module_registry_desc(srv->modules, i)->name;
+        if (names[0] != '\0')
+            strncat(names, ", ", sizeof(names) - strlen(names) - 1);
+        strncat(names, n, sizeof(names) - strlen(names) - 1);
+    }
+    LOG(&srv->log, LOG_INFO, 0, "modules: %s", names);
+}
+
 static void on_sighup(uv_signal_t *h, int signum)
 {
     daemon_state_t *d = h->data;
@@ -252,7 +267,8 @@ static void on_sighup(uv_signal_t *h, int signum)
                 fresh.cert_file);
     }
     LOG(&srv->log, LOG_INFO, 0,
-        "SIGHUP: other settings (hosts, listeners, limits) need a restart");
+        "SIGHUP: other settings (hosts, listeners, limits, modules) need a "
+        "restart");
     config_free(&fresh);
 }
 
@@ -333,6 +349,12 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_ERROR, 0, "storage: %s", err);
         return 1;
     }
+    srv->modules = modules_start(cfg, &srv->log, err, sizeof(err));
+    if (srv->modules == NULL) {
+        LOG(&srv->log, LOG_ERROR, 0, "modules: %s", err);
+        return 1;
+    }
+    log_modules(srv);
     srv->router_cfg = (router_config_t){
         .hosts = (const char *const *)cfg->hosts,
         .host_count = cfg->host_count,
@@ -340,6 +362,7 @@ int main(int argc, char **argv)
                         ? ROUTER_CONFLICT_OLD_WINS
                         : ROUTER_CONFLICT_NEW_WINS,
         .max_resources = cfg->max_resources,
+        .modules = srv->modules,
     };
     srv->router = router_new(&srv->router_cfg, &srv->log);
     build_stream_configs(srv);
@@ -370,6 +393,7 @@ int main(int argc, char **argv)
     uv_run(srv->loop, UV_RUN_DEFAULT);
 
     router_free(srv->router);
+    module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);
     tls_ctx_free(srv->tls_direct);
     config_free(cfg);

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "modules/module.h"
 #include "net/tls.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -32,6 +33,8 @@ typedef struct server {
     logger_t log;
     server_config_t *cfg;
     store_t *store;
+    /* The enabled modules: built once at start, read-only afterwards. */
+    module_registry_t *modules;
     router_t *router;
     router_config_t router_cfg;
     stream_config_t stream_cfg;          /* STARTTLS listeners */

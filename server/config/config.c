@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "jid/jid.h"
+#include "modules/modules.h"
 #include "net/tls.h"
 
 /* ------------------------------------------------------------ defaults */
@@ -61,7 +62,36 @@ void config_free(server_config_t *c)
     free(c->key_file);
     free(c->client_ca_file);
     free(c->storage_path);
+    for (size_t i = 0; c->module_settings != NULL && i < c->module_count; i++)
+        free(c->module_settings[i]);
+    free(c->module_settings);
+    free(c->module_on);
     memset(c, 0, sizeof(*c));
+}
+
+/* Allocates the module arrays of c for the list of modules.c, each module
+ * on by its default and with its default settings. */
+static int modules_defaults(server_config_t *c)
+{
+    size_t n;
+    const module_desc_t *const *mods = modules_all(&n);
+
+    c->module_on = calloc(n + 1, sizeof(*c->module_on));
+    c->module_settings = calloc(n + 1, sizeof(*c->module_settings));
+    if (c->module_on == NULL || c->module_settings == NULL)
+        return -1;
+    c->module_count = n;
+    for (size_t i = 0; i < n; i++) {
+        c->module_on[i] = mods[i]->core || mods[i]->default_on;
+        if (mods[i]->settings_size == 0)
+            continue;
+        c->module_settings[i] = malloc(mods[i]->settings_size);
+        if (c->module_settings[i] == NULL)
+            return -1;
+        memcpy(c->module_settings[i], mods[i]->settings_default,
+               mods[i]->settings_size);
+    }
+    return 0;
 }
 
 int config_defaults(server_config_t *c)
@@ -111,6 +141,8 @@ int config_defaults(server_config_t *c)
     if (c->storage_path == NULL)
         goto nomem;
     c->log_level = CONFIG_LOG_INFO;
+    if (modules_defaults(c) < 0)
+        goto nomem;
     return 0;
 
 nomem:
@@ -134,6 +166,7 @@ typedef enum kind {
     K_LOG_LEVEL, /* config_log_level_t */
     K_HOSTS,     /* the hosts array, on the server_config_t */
     K_LISTENERS, /* a list of listener groups, on the server_config_t */
+    K_MODULES,   /* the list of module names, on the server_config_t */
 } kind_t;
 
 typedef struct desc {
@@ -215,8 +248,11 @@ static const desc_t log_desc[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
+/* Besides these, the root holds a group per module that has settings,
+ * named after it (modules_all(), apply_group()). */
 static const desc_t root_desc[] = {
     {"hosts", K_HOSTS, 0, 0, 0, NULL, false},
+    {"modules", K_MODULES, 0, 0, 0, NULL, false},
     {"c2s", K_GROUP, 0, 0, 0, c2s_desc, false},
     {"tls", K_GROUP, 0, 0, 0, tls_desc, false},
     {"sasl", K_GROUP, 0, 0, 0, sasl_desc, false},
@@ -369,6 +405,8 @@ static int pick_name(loader_t *l, const config_setting_t *s, const char *name,
 
 static int apply_group(loader_t *l, const config_setting_t *group,
                        const desc_t *table, void *base, const char *prefix);
+static int apply_one(loader_t *l, const config_setting_t *s, const desc_t *d,
+                     void *base, const char *name);
 
 static int apply_hosts(loader_t *l, const config_setting_t *s, const char *name)
 {
@@ -454,6 +492,104 @@ static int apply_listeners(loader_t *l, const config_setting_t *s,
         c->c2s_count++;
         ls[i].line = config_setting_source_line(e);
         if (apply_group(l, e, listener_desc, &ls[i], prefix) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* `modules = [ "ping", ... ]`: exactly the modules named are on (and the
+ * core ones, which need not be named). */
+static int apply_modules(loader_t *l, const config_setting_t *s,
+                         const char *name)
+{
+    server_config_t *c = l->c;
+    size_t count;
+    const module_desc_t *const *mods = modules_all(&count);
+    bool *on;
+    int n;
+
+    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+        return wrong_type(l, s, name, "an array of strings");
+    if (c->module_count != count)
+        return fail(l, s, "%s: internal error: no module defaults", name);
+    on = calloc(count + 1, sizeof(*on));
+    if (on == NULL)
+        return nomem(l);
+    n = config_setting_length(s);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const config_setting_t *at = config_setting_source_line(e) ? e : s;
+        const char *v;
+        size_t m;
+
+        if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+            free(on);
+            return wrong_type(l, at, name, "an array of strings");
+        }
+        v = config_setting_get_string(e);
+        for (m = 0; m < count && strcmp(mods[m]->name, v) != 0; m++)
+            ;
+        if (m == count) {
+            char known[256] = "";
+
+            for (size_t k = 0; k < count; k++) {
+                if (mods[k]->core)
+                    continue;
+                if (known[0] != '\0')
+                    strncat(known, ", ", sizeof(known) - strlen(known) - 1);
+                strncat(known, mods[k]->name,
+                        sizeof(known) - strlen(known) - 1);
+            }
+            free(on);
+            return fail(l, at, "%s: unknown module '%s' (known: %s)", name, v,
+                        known);
+        }
+        if (on[m]) {
+            free(on);
+            return fail(l, at, "%s: '%s' is listed twice", name, v);
+        }
+        on[m] = true;
+    }
+    for (size_t m = 0; m < count; m++)
+        c->module_on[m] = on[m] || mods[m]->core;
+    free(on);
+    return 0;
+}
+
+/* The group of module m's settings, through its config_field_t table. */
+static int apply_module_group(loader_t *l, const config_setting_t *group,
+                              size_t m, const char *prefix)
+{
+    size_t count;
+    const module_desc_t *mod = modules_all(&count)[m];
+    int n;
+
+    if (!config_setting_is_group(group))
+        return wrong_type(l, group, prefix, "a group { ... }");
+    if (l->c->module_count != count || l->c->module_settings[m] == NULL)
+        return fail(l, group, "%s: internal error: no module defaults", prefix);
+    n = config_setting_length(group);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+        const char *sname = config_setting_name(s);
+        const config_field_t *f = mod->settings;
+        desc_t d = {0};
+        char name[128];
+
+        if (snprintf(name, sizeof(name), "%s.%s", prefix, sname) < 0)
+            name[0] = '\0';
+        while (f != NULL && f->name != NULL && strcmp(f->name, sname) != 0)
+            f++;
+        if (f == NULL || f->name == NULL)
+            return fail(l, s, "unknown setting '%s'", name);
+        d.name = f->name;
+        d.kind = f->kind == CONFIG_FIELD_BOOL   ? K_BOOL
+                 : f->kind == CONFIG_FIELD_UINT ? K_UINT
+                                                : K_DOUBLE;
+        d.offset = f->offset;
+        d.min = f->min;
+        d.max = f->max;
+        if (apply_one(l, s, &d, l->c->module_settings[m], name) < 0)
             return -1;
     }
     return 0;
@@ -587,6 +723,8 @@ static int apply_one(loader_t *l, const config_setting_t *s, const desc_t *d,
         return apply_hosts(l, s, name);
     case K_LISTENERS:
         return apply_listeners(l, s, name);
+    case K_MODULES:
+        return apply_modules(l, s, name);
     }
     return fail(l, s, "%s: internal error: unknown kind", name);
 }
@@ -613,6 +751,21 @@ static int apply_group(loader_t *l, const config_setting_t *group,
             name[0] = '\0';
         while (d->name != NULL && strcmp(d->name, sname) != 0)
             d++;
+        if (d->name == NULL && table == root_desc) {
+            /* A module's group: `version = { show_os = true; };`. */
+            size_t count, m;
+            const module_desc_t *const *mods = modules_all(&count);
+
+            for (m = 0; m < count; m++)
+                if (mods[m]->settings != NULL &&
+                    strcmp(mods[m]->name, sname) == 0)
+                    break;
+            if (m < count) {
+                if (apply_module_group(l, s, m, name) < 0)
+                    return -1;
+                continue;
+            }
+        }
         if (d->name == NULL)
             return fail(l, s, "unknown setting '%s'", name);
         if (apply_one(l, s, d, base, name) < 0)
@@ -835,6 +988,9 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
     dst->host_count = 0;
     dst->c2s = NULL;
     dst->c2s_count = 0;
+    dst->module_on = NULL;
+    dst->module_settings = NULL;
+    dst->module_count = 0;
     ok = dup_or_null(&dst->path, src->path) && ok;
     ok = dup_or_null(&dst->cert_file, src->cert_file) && ok;
     ok = dup_or_null(&dst->key_file, src->key_file) && ok;
@@ -854,6 +1010,26 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
         *d = src->c2s[dst->c2s_count];
         if (!dup_or_null(&d->address, d->address))
             goto nomem;
+    }
+    dst->module_on = calloc(src->module_count + 1, sizeof(*dst->module_on));
+    dst->module_settings =
+        calloc(src->module_count + 1, sizeof(*dst->module_settings));
+    if (dst->module_on == NULL || dst->module_settings == NULL)
+        goto nomem;
+    dst->module_count = src->module_count;
+    if (src->module_count > 0)
+        memcpy(dst->module_on, src->module_on,
+               src->module_count * sizeof(*dst->module_on));
+    for (size_t i = 0; i < src->module_count; i++) {
+        size_t count;
+        size_t size = modules_all(&count)[i]->settings_size;
+
+        if (src->module_settings[i] == NULL)
+            continue;
+        dst->module_settings[i] = malloc(size);
+        if (dst->module_settings[i] == NULL)
+            goto nomem;
+        memcpy(dst->module_settings[i], src->module_settings[i], size);
     }
     return 0;
 
@@ -947,6 +1123,7 @@ int config_load(const char *path, server_config_t *c, char *err, size_t errlen)
     t.line.client_ca = line_of(&lc, "tls.client_ca");
     t.line.require_encryption = line_of(&lc, "c2s.require_encryption");
     t.line.storage_path = line_of(&lc, "storage.path");
+    t.line.modules = line_of(&lc, "modules");
     rc = 0;
 
 out:

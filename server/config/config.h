@@ -37,6 +37,22 @@ typedef struct config_listener {
     int line;        /* where the file set it; 0 for a built-in default */
 } config_listener_t;
 
+/* A module's setting (modules/module.h): read from the group named after
+ * the module into the module's own settings struct. (Not config_setting_*:
+ * libconfig has those names.) */
+typedef enum config_field_kind {
+    CONFIG_FIELD_BOOL,   /* bool */
+    CONFIG_FIELD_UINT,   /* unsigned, min..max */
+    CONFIG_FIELD_DOUBLE, /* double, min..max; integers accepted */
+} config_field_kind_t;
+
+typedef struct config_field {
+    const char *name; /* NULL ends a table */
+    config_field_kind_t kind;
+    size_t offset; /* of the field in the module's settings struct */
+    double min, max;
+} config_field_t;
+
 /* The line of the file each setting came from, for config_check()'s
  * problems; 0 when the setting kept its default. */
 typedef struct config_lines {
@@ -46,6 +62,7 @@ typedef struct config_lines {
     int client_ca;
     int require_encryption;
     int storage_path;
+    int modules;
 } config_lines_t;
 
 /* Owned by whoever filled it; release with config_free(). Strings and arrays
@@ -102,6 +119,16 @@ typedef struct server_config {
     char *storage_path; /* SQLite file, default "starling.db" */
 
     config_log_level_t log_level; /* default info */
+
+    /* modules: one entry per module of modules_all() (modules/modules.h),
+     * in its order. module_on[i]: switched on (`modules = [...]` names
+     * those on; default: each module's default_on; core modules always).
+     * module_settings[i]: the module's settings struct (malloc'd, filled
+     * from its defaults and the group named after it), or NULL when the
+     * module has no settings. */
+    bool *module_on;
+    void **module_settings;
+    size_t module_count;
 
     config_lines_t line;
 } server_config_t;

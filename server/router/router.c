@@ -1,19 +1,24 @@
-/* Addressing and delivery. The rules, in the order router_route() applies
+/* Addressing and dispatch. The rules, in the order router_route() applies
  * them, with the sections that define them:
  *
  *  1. A malformed 'to' gets jid-malformed (RFC 6120 §8.3.3.8).
  *  2. An IQ that breaks RFC 6120 §8.2.3 (no id, bad type, wrong number of
  *     children) gets bad-request.
- *  3. No 'to' (RFC 6120 §10.3): a message is handled as if sent to the
- *     sender's bare JID; presence updates the session's availability and
- *     priority (broadcast to subscribers is RFC 6121 §4, the roster issue);
- *     an IQ is handled by the server for the account.
- *  4. 'to' a domain we do not serve (RFC 6120 §10.4): remote-server-not-found
+ *  3. 'to' a domain we do not serve (RFC 6120 §10.4): remote-server-not-found
  *     until federation exists.
- *  5. 'to' our domain or domain/resource (RFC 6120 §10.5.1): the server.
- *  6. 'to' a local bare JID (RFC 6121 §8.5.2) or full JID (§8.5.3).
- * A server-handled IQ get/set in a namespace nobody handles gets
- * service-unavailable with the original child (RFC 6120 §8.4). */
+ *  4. Otherwise the stanza is classified by addressee — the account (no
+ *     'to', RFC 6120 §10.3; for an IQ also 'to' the sender's own bare JID),
+ *     the server (our domain or domain/resource, §10.5.1), a local bare JID
+ *     (RFC 6121 §8.5.2) or full JID (§8.5.3) — and the modules' hooks for
+ *     that event run (modules/module.h). The IM rules (messages to a bare
+ *     JID, the session's own presence) are such hooks, in server/im.
+ *  5. What no hook handled gets the router's defaults: a bound full JID
+ *     gets the stanza; an IQ get/set goes to the IQ handler for its
+ *     namespace, and one that nobody handles gets service-unavailable with
+ *     the original child (RFC 6120 §8.4); a message to the server gets
+ *     service-unavailable; anything else is consumed.
+ *
+ * No namespace and no IM rule is decided here: a new XEP is a module. */
 #include "router/router.h"
 
 #include <stdint.h>
@@ -22,8 +27,8 @@
 #include <string.h>
 
 #include "base/rand.h"
-
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#include "modules/module.h"
+#include "stream/stream.h"
 
 struct router_account {
     struct router_account *next; /* hash chain */
@@ -172,11 +177,24 @@ static route_target_t *resource_find(const struct router_account *a,
     return NULL;
 }
 
+/* Runs the hooks of a session event for t. */
+static void session_event(router_t *r, route_target_t *t, module_event_t ev)
+{
+    module_call_t c = {
+        .router = r,
+        .log = r->log,
+        .from = t,
+        .addressee = MODULE_TO_ACCOUNT,
+    };
+    module_dispatch(r->cfg->modules, ev, &c);
+}
+
 void router_unbind(router_t *r, route_target_t *t)
 {
     struct router_account *a = t->account;
     if (a == NULL)
         return;
+    session_event(r, t, MODULE_EV_SESSION_ENDED);
     for (route_target_t **pp = &a->resources; *pp != NULL;
          pp = &(*pp)->next_resource) {
         if (*pp == t) {
@@ -251,6 +269,7 @@ const char *router_bind(router_t *r, route_target_t *t, const jid_t *user,
     a->resources = t;
     a->count++;
     r->sessions++;
+    session_event(r, t, MODULE_EV_SESSION_BOUND);
     return NULL;
 }
 
@@ -259,10 +278,31 @@ size_t router_session_count(const router_t *r)
     return r->sessions;
 }
 
+route_target_t *router_find(router_t *r, const jid_t *full)
+{
+    if (full->resource == NULL)
+        return NULL;
+    route_target_t *t = router_resources(r, full);
+    while (t != NULL && strcmp(t->jid.resource, full->resource) != 0)
+        t = t->next_resource;
+    return t;
+}
+
+route_target_t *router_resources(router_t *r, const jid_t *user)
+{
+    char bare[JID_FORMAT_BUF];
+    if (jid_format(user, true, bare, sizeof(bare)) < 0)
+        return NULL;
+    struct router_account *a = account_find(r, bare);
+    return a != NULL ? a->resources : NULL;
+}
+
 /* ------------------------------------------------------------- replies */
 
-void router_reply_error(route_target_t *to, const xml_node_t *stanza,
-                        const char *type, const char *condition)
+/* The error reply to `stanza` from `from_attr` (NULL: no 'from'). */
+static void reply_error_from(route_target_t *to, const xml_node_t *stanza,
+                             const char *from_attr, const char *type,
+                             const char *condition)
 {
     const char *stype = xml_element_attr(stanza, NULL, "type");
     /* RFC 6120 §8.3.1: never an error in reply to an error. */
@@ -276,25 +316,21 @@ void router_reply_error(route_target_t *to, const xml_node_t *stanza,
         xml_tree_free(t);
         return;
     }
-    /* RFC 6120 §8.3.1: 'from' is the entity that was addressed (our
-     * domain when the stanza named none), 'to' the sender. */
-    const char *orig_to = xml_element_attr(stanza, NULL, "to");
     const char *orig_from = xml_element_attr(stanza, NULL, "from");
-    char domain[JID_FORMAT_BUF];
-    if (orig_to == NULL) {
-        snprintf(domain, sizeof(domain), "%s", to->jid.domain);
-        orig_to = domain;
-    }
     int rc = 0;
     rc |= xml_element_set_attr(t, e, NULL, "type", "error");
-    rc |= xml_element_set_attr(t, e, NULL, "from", orig_to);
+    if (from_attr != NULL)
+        rc |= xml_element_set_attr(t, e, NULL, "from", from_attr);
+    else
+        xml_element_remove_attr(e, NULL, "from");
     if (orig_from != NULL)
         rc |= xml_element_set_attr(t, e, NULL, "to", orig_from);
     else
         xml_element_remove_attr(e, NULL, "to");
     xml_node_t *err = xml_element_new(t, e, e->ns, "error");
-    xml_node_t *c =
-        err != NULL ? xml_element_new(t, err, NS_STANZAS, condition) : NULL;
+    xml_node_t *c = err != NULL
+                        ? xml_element_new(t, err, STREAM_NS_STANZAS, condition)
+                        : NULL;
     if (c == NULL || rc != 0 ||
         xml_element_set_attr(t, err, NULL, "type", type) < 0) {
         xml_tree_free(t);
@@ -302,6 +338,18 @@ void router_reply_error(route_target_t *to, const xml_node_t *stanza,
     }
     to->ops->deliver(to, e);
     xml_tree_free(t);
+}
+
+void router_reply_error(route_target_t *to, const xml_node_t *stanza,
+                        const char *type, const char *condition)
+{
+    /* RFC 6120 §8.3.1: 'from' is the entity that was addressed. */
+    const char *from_attr = xml_element_attr(stanza, NULL, "to");
+    if (from_attr == NULL && strcmp(stanza->name, "iq") != 0)
+        from_attr = to->jid.domain; /* the server, for the account */
+    /* An IQ with no 'to' was handled for the account: RFC 6120 §8.1.2.1
+     * says its reply has no 'from' (or the bare JID), never the domain. */
+    reply_error_from(to, stanza, from_attr, type, condition);
 }
 
 /* ------------------------------------------------------------- routing */
@@ -326,185 +374,101 @@ static bool iq_valid(const xml_node_t *el)
     return is_type(type, "error");
 }
 
-/* An IQ for the server itself or for the account (RFC 6120 §10.3.3,
- * §10.5.1; RFC 6121 §8.5.2.1.3). No modules handle any namespace yet, so
- * every get/set is service-unavailable, with the original child
- * (feature set 10.4-6); results and errors are consumed. */
-static void server_iq(router_t *r, route_target_t *from, const xml_node_t *el)
+/* What happens to a stanza that no hook handled. */
+static void route_default(router_t *r, module_call_t *c)
 {
-    (void)r;
+    const xml_node_t *el = c->tree->root;
     const char *type = xml_element_attr(el, NULL, "type");
-    if (is_type(type, "get") || is_type(type, "set"))
-        router_reply_error(from, el, "cancel", "service-unavailable");
-}
 
-/* Handles presence with no 'to' from a session (RFC 6121 §4.2, §4.5): the
- * availability and priority that bare-JID routing uses. */
-static void own_presence(route_target_t *from, xml_tree_t *t)
-{
-    const xml_node_t *el = t->root;
-    const char *type = xml_element_attr(el, NULL, "type");
-    if (type == NULL) {
-        from->available = true;
-        from->priority = 0;
-        const xml_node_t *p = xml_element_child(el, el->ns, "priority");
-        if (p != NULL) {
-            const char *txt = xml_element_text(t, p);
-            char *end = NULL;
-            long v = txt != NULL ? strtol(txt, &end, 10) : 0;
-            /* RFC 6121 §4.7.2.3: an integer from -128 to +127. */
-            if (txt != NULL && end != txt && *end == '\0' && v >= -128 &&
-                v <= 127)
-                from->priority = (int)v;
-        }
-    } else if (strcmp(type, "unavailable") == 0) {
-        from->available = false;
-    }
-}
-
-/* Message to a local bare JID (RFC 6121 §8.5.2). */
-static void message_to_bare(route_target_t *from, const xml_node_t *el,
-                            struct router_account *a)
-{
-    const char *type = xml_element_attr(el, NULL, "type");
-    if (type == NULL)
-        type = "normal";
-    if (strcmp(type, "error") == 0)
-        return; /* §8.5.2.1.4 / §8.5.2.2.4: silently ignored */
-    if (strcmp(type, "groupchat") == 0) {
-        /* §8.5.2.1.2: a groupchat message to a user is an error. */
-        router_reply_error(from, el, "cancel", "service-unavailable");
-        return;
-    }
-    int best = -129;
-    for (route_target_t *t = a != NULL ? a->resources : NULL; t != NULL;
-         t = t->next_resource)
-        if (t->available && t->priority >= 0 && t->priority > best)
-            best = t->priority;
-    if (best < 0) {
-        /* §8.5.2.2: no available resource with a non-negative priority.
-         * Offline storage arrives with the roster issue; until then the
-         * sender learns the message was not delivered. Headlines are
-         * dropped (§8.5.2.2.3). */
-        if (strcmp(type, "headline") != 0)
-            router_reply_error(from, el, "cancel", "service-unavailable");
-        return;
-    }
-    /* §8.5.2.1.1: normal and chat go to the resources of the highest
-     * non-negative priority; headline to every non-negative one. */
-    bool all = strcmp(type, "headline") == 0;
-    for (route_target_t *t = a->resources; t != NULL; t = t->next_resource)
-        if (t->available && t->priority >= 0 && (all || t->priority == best))
-            t->ops->deliver(t, el);
-}
-
-static void to_local(router_t *r, route_target_t *from, xml_tree_t *tree,
-                     const jid_t *to)
-{
-    const xml_node_t *el = tree->root;
-    const char *name = el->name;
-    const char *type = xml_element_attr(el, NULL, "type");
-    char bare[JID_FORMAT_BUF];
-    if (jid_format(to, true, bare, sizeof(bare)) < 0)
-        return;
-    struct router_account *a = account_find(r, bare);
-
-    if (to->resource != NULL) {
-        route_target_t *t = a != NULL ? resource_find(a, to->resource) : NULL;
+    if (c->addressee == MODULE_TO_FULL) {
+        /* RFC 6121 §8.5.3.1: a connected resource gets the stanza. */
+        route_target_t *t = router_find(r, c->to);
         if (t != NULL) {
-            /* §8.5.3.1: a connected resource gets the stanza. */
             t->ops->deliver(t, el);
             return;
         }
-        /* §8.5.3.2: no such resource. */
-        if (strcmp(name, "message") == 0) {
-            if (is_type(type, "groupchat")) {
-                router_reply_error(from, el, "cancel", "service-unavailable");
-                return;
-            }
-            message_to_bare(from, el, a);
-        } else if (strcmp(name, "iq") == 0) {
-            if (is_type(type, "get") || is_type(type, "set"))
-                router_reply_error(from, el, "cancel", "service-unavailable");
-        }
-        /* §8.5.3.2.3: presence to an unknown resource is ignored
-         * (subscription states arrive with the roster issue). */
-        return;
     }
+    if (strcmp(el->name, "iq") == 0) {
+        /* An IQ for the server itself, for an account (RFC 6120 §10.3.3,
+         * §10.5.1; RFC 6121 §8.5.2.1.3) or for a resource that is not
+         * there (§8.5.3.2.2): the module for its namespace answers, or
+         * nobody does (feature set 10.4-6). Results and errors are
+         * consumed. */
+        if ((is_type(type, "get") || is_type(type, "set")) &&
+            module_dispatch_iq(r->cfg->modules, c) != MODULE_HANDLED)
+            router_reply_error(c->from, el, "cancel", "service-unavailable");
+    } else if (c->addressee == MODULE_TO_SERVER &&
+               strcmp(el->name, "message") == 0) {
+        /* RFC 6120 §10.5.1: nothing here takes messages for the server. */
+        if (!is_type(type, "error") && !is_type(type, "headline") &&
+            !is_type(type, "groupchat"))
+            router_reply_error(c->from, el, "cancel", "service-unavailable");
+    }
+    /* Presence to the server, and what the hooks left for bare or absent
+     * full JIDs, is consumed. */
+}
 
-    if (strcmp(name, "message") == 0) {
-        message_to_bare(from, el, a);
-    } else if (strcmp(name, "presence") == 0) {
-        /* §8.5.2.1.1 for directed availability: every available resource.
-         * Subscription requests and probes are the roster issue's. */
-        if (type == NULL || strcmp(type, "unavailable") == 0) {
-            for (route_target_t *t = a != NULL ? a->resources : NULL; t != NULL;
-                 t = t->next_resource)
-                if (t->available)
-                    t->ops->deliver(t, el);
-        }
-    } else {
-        /* §8.5.2.1.3: an IQ to a bare JID is answered by the server on
-         * behalf of the account. */
-        server_iq(r, from, el);
-    }
+/* The addressee of a stanza whose 'to' is the local JID `to`. */
+static module_addressee_t addressee_of(const route_target_t *from,
+                                       const char *name, const jid_t *to)
+{
+    if (to->node == NULL)
+        return MODULE_TO_SERVER;
+    if (to->resource != NULL)
+        return MODULE_TO_FULL;
+    /* An IQ to one's own bare JID is handled for the account, like one
+     * with no 'to' (RFC 6120 §10.3.3 and §8.1.2.1 treat them alike). */
+    if (strcmp(name, "iq") == 0 && jid_bare_equal(to, &from->jid))
+        return MODULE_TO_ACCOUNT;
+    return MODULE_TO_BARE;
 }
 
 void router_route(router_t *r, route_target_t *from, xml_tree_t *tree)
 {
     const xml_node_t *el = tree->root;
     const char *name = el->name;
-    const char *type = xml_element_attr(el, NULL, "type");
-    bool is_iq = strcmp(name, "iq") == 0;
+    jid_t to = {0};
+    module_call_t c = {
+        .router = r,
+        .log = r->log,
+        .from = from,
+        .tree = tree,
+        .addressee = MODULE_TO_ACCOUNT,
+    };
 
-    if (is_iq && !iq_valid(el)) {
+    if (strcmp(name, "iq") == 0 && !iq_valid(el)) {
         router_reply_error(from, el, "modify", "bad-request");
-        xml_tree_free(tree);
-        return;
+        goto done;
     }
 
     const char *to_s = xml_element_attr(el, NULL, "to");
-    if (to_s == NULL) {
-        if (strcmp(name, "message") == 0) {
-            /* RFC 6120 §10.3.1: as if sent to the sender's bare JID. */
-            message_to_bare(from, el, from->account);
-        } else if (strcmp(name, "presence") == 0) {
-            own_presence(from, tree);
-        } else {
-            server_iq(r, from, el);
+    if (to_s != NULL) {
+        if (jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK) {
+            /* RFC 6120 §8.3.3.8. The error must not carry the malformed
+             * address as its 'from': it comes from our domain. */
+            char domain[JID_FORMAT_BUF];
+            snprintf(domain, sizeof(domain), "%s", from->jid.domain);
+            reply_error_from(from, el, domain, "modify", "jid-malformed");
+            goto done;
         }
-        xml_tree_free(tree);
-        return;
+        /* Keep the prepared form on the wire. */
+        char prepared[JID_FORMAT_BUF];
+        if (jid_format(&to, false, prepared, sizeof(prepared)) >= 0)
+            xml_element_set_attr(tree, tree->root, NULL, "to", prepared);
+        if (!router_serves(r, to.domain)) {
+            /* RFC 6120 §10.4: federation is not there yet. */
+            router_reply_error(from, el, "cancel", "remote-server-not-found");
+            goto done;
+        }
+        c.to = &to;
+        c.addressee = addressee_of(from, name, &to);
     }
 
-    jid_t to;
-    if (jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK) {
-        /* RFC 6120 §8.3.3.8. The error must not carry the malformed
-         * address as its 'from': it comes from our domain. */
-        xml_element_remove_attr(tree->root, NULL, "to");
-        router_reply_error(from, el, "modify", "jid-malformed");
-        xml_tree_free(tree);
-        return;
-    }
-    /* Keep the prepared form on the wire. */
-    char prepared[JID_FORMAT_BUF];
-    if (jid_format(&to, false, prepared, sizeof(prepared)) >= 0)
-        xml_element_set_attr(tree, tree->root, NULL, "to", prepared);
+    if (module_dispatch(r->cfg->modules, module_event_for(name, c.addressee),
+                        &c) != MODULE_HANDLED)
+        route_default(r, &c);
 
-    if (!router_serves(r, to.domain)) {
-        /* RFC 6120 §10.4: federation is not there yet. */
-        router_reply_error(from, el, "cancel", "remote-server-not-found");
-    } else if (to.node == NULL) {
-        /* RFC 6120 §10.5.1: the server itself (domain or domain/resource). */
-        if (is_iq)
-            server_iq(r, from, el);
-        else if (strcmp(name, "message") == 0 && !is_type(type, "error") &&
-                 !is_type(type, "headline") && !is_type(type, "groupchat"))
-            router_reply_error(from, el, "cancel", "service-unavailable");
-        /* Presence to the server is consumed. */
-    } else {
-        to_local(r, from, tree, &to);
-    }
+done:
     jid_clear(&to);
     xml_tree_free(tree);
 }

@@ -4,8 +4,12 @@
  * The router knows sessions only as route_target_t: a full JID, the
  * availability and priority the session announced, and a table of two
  * functions (deliver, kick). c2s embeds one in each session; tests embed
- * one in a struct that records what it was given. Everything here runs on
- * the loop thread that owns the users concerned (ARCHITECTURE.md, Scale). */
+ * one in a struct that records what it was given (tests/unit/test_router.c).
+ * The router does addressing only: what to do with a stanza for a given
+ * addressee is decided by the modules' hooks and IQ handlers
+ * (modules/module.h), the IM rules of RFC 6121 among them (server/im).
+ * Everything here runs on the loop thread that owns the users concerned
+ * (ARCHITECTURE.md, Scale). */
 #ifndef STARLING_ROUTER_ROUTER_H
 #define STARLING_ROUTER_ROUTER_H
 
@@ -43,11 +47,17 @@ typedef enum router_conflict {
     ROUTER_CONFLICT_OLD_WINS,
 } router_conflict_t;
 
+struct module_registry;
+
 typedef struct router_config {
     const char *const *hosts; /* served domains, nameprep'd */
     size_t host_count;
     router_conflict_t conflict;
     unsigned max_resources;
+    /* The modules whose hooks and IQ handlers the router dispatches to
+     * (modules/module.h); NULL: none, so only addressing and delivery to
+     * full JIDs remain. Shared and read-only. */
+    const struct module_registry *modules;
 } router_config_t;
 
 typedef struct router router_t;
@@ -79,9 +89,19 @@ void router_route(router_t *r, route_target_t *from, xml_tree_t *stanza);
 /* Number of bound sessions (for logs and tests). */
 size_t router_session_count(const router_t *r);
 
+/* The session bound to the full JID `full`, or NULL. */
+route_target_t *router_find(router_t *r, const jid_t *full);
+
+/* The first bound session of the account of `user` (its resource, if any,
+ * is ignored), or NULL; the others follow through t->next_resource. */
+route_target_t *router_resources(router_t *r, const jid_t *user);
+
 /* Sends an error reply to `stanza` back to `to` (RFC 6120 §8.3): type
  * 'error', to/from swapped, the original children included, never in
- * reply to an error. `type` is cancel/modify/wait/auth/continue. */
+ * reply to an error. `type` is cancel/modify/wait/auth/continue. The
+ * error's 'from' is the stanza's 'to'; when it had none, an IQ's error
+ * has no 'from' (it was handled for the account, RFC 6120 §8.1.2.1) and a
+ * message's or presence's comes from the sender's domain. */
 void router_reply_error(route_target_t *to, const xml_node_t *stanza,
                         const char *type, const char *condition);
 

@@ -155,12 +155,15 @@ class Server:
 
     Keyword groups override the settings of the generated config file, e.g.
     Server(c2s={'allow_plain_loopback': True}, limits={'idle_timeout': 1.0}).
+    `top` adds settings at the top level of the file: a list is written as
+    an array, a dict as a group, e.g.
+    Server(top={'modules': ['ping'], 'version': {'show_os': True}}).
     """
 
     registry = []  # every server made in this process (for failure logs)
 
     def __init__(self, users=None, hosts=HOSTS, tls=True, direct_tls=True,
-                 c2s=None, sasl=None, limits=None, start=True):
+                 c2s=None, sasl=None, limits=None, top=None, start=True):
         self.dir = _mkdtemp()
         self.conf = os.path.join(self.dir, 'starlingd.conf')
         self.hosts = tuple(hosts)
@@ -186,6 +189,7 @@ class Server:
         }
         for group, over in (('c2s', c2s), ('sasl', sasl), ('limits', limits)):
             self.settings[group].update(over or {})
+        self.top = dict(top or {})
         self.proc = None
         self.lines = []
         self.mark = 0
@@ -226,6 +230,14 @@ class Server:
         out.append('storage = { path = %s; };'
                    % _conf_value(os.path.join(self.dir, 'starling.db')))
         out.append('log = { level = "debug"; };')
+        for k, v in self.top.items():
+            if isinstance(v, dict):
+                out.append('%s = { %s };' % (k, ' '.join(
+                    '%s = %s;' % (n, _conf_value(x)) for n, x in v.items())))
+            elif isinstance(v, (list, tuple)):
+                out.append('%s = [ %s ];' % (k, ', '.join(_conf_value(x) for x in v)))
+            else:
+                out.append('%s = %s;' % (k, _conf_value(v)))
         with open(self.conf, 'w') as f:
             f.write('\n'.join(out) + '\n')
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "modules/modules.h"
 #include "net/tls.h"
 
 #ifndef STARLING_EXAMPLE_CONF
@@ -170,6 +171,49 @@ static void assert_same_settings(const server_config_t *a,
     assert_int_equal(a->rate_limit, b->rate_limit);
     assert_int_equal(a->rate_burst, b->rate_burst);
     assert_int_equal(a->log_level, b->log_level);
+    assert_int_equal(a->module_count, b->module_count);
+    for (size_t i = 0; i < a->module_count; i++) {
+        size_t n;
+        const module_desc_t *m = modules_all(&n)[i];
+
+        assert_int_equal(a->module_on[i], b->module_on[i]);
+        assert_true((a->module_settings[i] == NULL) ==
+                    (b->module_settings[i] == NULL));
+        if (a->module_settings[i] != NULL)
+            assert_memory_equal(a->module_settings[i], b->module_settings[i],
+                                m->settings_size);
+    }
+}
+
+/* Whether module `name` is switched on in c. */
+static bool module_on(const server_config_t *c, const char *name)
+{
+    size_t n;
+    const module_desc_t *const *all = modules_all(&n);
+
+    assert_int_equal(c->module_count, n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i]->name, name) == 0)
+            return c->module_on[i];
+    fail_msg("no module %s", name);
+    return false;
+}
+
+/* The first field of module `name`'s settings, read as a bool. */
+static bool module_bool(const server_config_t *c, const char *name)
+{
+    size_t n;
+    const module_desc_t *const *all = modules_all(&n);
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i]->name, name) == 0) {
+            assert_non_null(c->module_settings[i]);
+            assert_int_equal(all[i]->settings[0].kind, CONFIG_FIELD_BOOL);
+            return *(const bool *)((const char *)c->module_settings[i] +
+                                   all[i]->settings[0].offset);
+        }
+    fail_msg("no module %s", name);
+    return false;
 }
 
 static void assert_same_or_null(const char *a, const char *b)
@@ -651,8 +695,92 @@ static void test_example_is_defaults(void **state)
     assert_true(ex.line.client_ca > 0);
     assert_true(ex.line.require_encryption > 0);
     assert_true(ex.line.storage_path > 0);
+    assert_true(ex.line.modules > 0);
     config_free(&ex);
     config_free(&d);
+}
+
+/* ------------------------------------------------------------- modules */
+
+static void test_modules_default(void **state)
+{
+    server_config_t c;
+
+    (void)state;
+    assert_int_equal(config_defaults(&c), 0);
+    /* A modern server by default. */
+    assert_true(module_on(&c, "ping"));
+    assert_true(module_on(&c, "disco"));
+    assert_true(module_on(&c, "version"));
+    assert_true(module_on(&c, "time"));
+    assert_true(module_on(&c, "im"));
+    assert_false(module_bool(&c, "version"));
+    config_free(&c);
+}
+
+static void test_modules_list(void **state)
+{
+    fixture_t *f = *state;
+    server_config_t c;
+
+    load_ok(f, "modules = [ \"ping\" ];\n", &c);
+    assert_true(module_on(&c, "ping"));
+    assert_false(module_on(&c, "disco"));
+    assert_false(module_on(&c, "version"));
+    assert_false(module_on(&c, "time"));
+    assert_true(module_on(&c, "im")); /* core: always */
+    assert_int_equal(c.line.modules, 1);
+    config_free(&c);
+
+    load_ok(f, "\nmodules = [];\n", &c);
+    assert_false(module_on(&c, "ping"));
+    assert_false(module_on(&c, "disco"));
+    assert_true(module_on(&c, "im"));
+    assert_int_equal(c.line.modules, 2);
+    config_free(&c);
+
+    load_ok(f, "modules = ( \"time\", \"im\" );\n", &c);
+    assert_true(module_on(&c, "time"));
+    assert_false(module_on(&c, "ping"));
+    config_free(&c);
+}
+
+static void test_modules_settings(void **state)
+{
+    fixture_t *f = *state;
+    server_config_t c;
+
+    load_ok(f, "version = { show_os = true; };\n", &c);
+    assert_true(module_bool(&c, "version"));
+    assert_true(module_on(&c, "version"));
+    config_free(&c);
+    /* Settings of a module that is off are kept (and checked). */
+    load_ok(f, "modules = [ \"ping\" ];\nversion = { show_os = true; };\n", &c);
+    assert_true(module_bool(&c, "version"));
+    assert_false(module_on(&c, "version"));
+    config_free(&c);
+}
+
+static void test_modules_errors(void **state)
+{
+    fixture_t *f = *state;
+
+    load_fails(f,
+               "hosts = [\"localhost\"];\nmodules = [ \"ping\", \"pong\" ];\n",
+               2, "modules: unknown module 'pong'");
+    load_fails(f, "\n\nmodules = [ \"ping\",\n \"ping\" ];\n", 4,
+               "modules: 'ping' is listed twice");
+    load_fails(f, "modules = \"ping\";\n", 1,
+               "modules: expected an array of strings");
+    load_fails(f, "modules = [ 1 ];\n", 1,
+               "modules: expected an array of strings");
+    load_fails(f, "\nversion = {\n  show_os = true;\n  show_cpu = true;\n};\n",
+               4, "unknown setting 'version.show_cpu'");
+    load_fails(f, "version = { show_os = 1; };\n", 1,
+               "version.show_os: expected true or false");
+    load_fails(f, "version = 3;\n", 1, "version: expected a group");
+    /* A module without settings has no group. */
+    load_fails(f, "\nping = { };\n", 2, "unknown setting 'ping'");
 }
 
 /* --------------------------------------------------------------- check */
@@ -828,6 +956,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
         cmocka_unit_test(test_example_is_defaults),
+        cmocka_unit_test(test_modules_default),
+        cmocka_unit_test_setup_teardown(test_modules_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modules_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modules_errors, setup, teardown),
         cmocka_unit_test(test_check_defaults),
         cmocka_unit_test_setup_teardown(test_check_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_problems, setup, teardown),

@@ -1,0 +1,164 @@
+/* im: the instant-messaging rules of RFC 6121 that decide where a message
+ * or presence goes once the router has found its addressee: messages to a
+ * bare JID (§8.5.2), stanzas to a full JID with no session (§8.5.3.2), and
+ * the session's own presence (§4.2, §4.5), which sets the availability and
+ * priority those rules use.
+ *
+ * A core module (always on): its hooks run at priority 0, so that a module
+ * that wants to see a stanza before delivery (carbons, archiving, privacy
+ * lists) hooks the same event at a higher priority. Rosters, subscriptions,
+ * presence broadcast and offline storage will live here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "modules/module.h"
+#include "modules/modules.h"
+
+static bool is_type(const char *type, const char *want)
+{
+    return type != NULL && strcmp(type, want) == 0;
+}
+
+/* Message to a local bare JID (RFC 6121 §8.5.2); `first` is the account's
+ * first bound session, or NULL. */
+static void message_to_bare(route_target_t *from, const xml_node_t *el,
+                            route_target_t *first)
+{
+    const char *type = xml_element_attr(el, NULL, "type");
+    if (type == NULL)
+        type = "normal";
+    if (strcmp(type, "error") == 0)
+        return; /* §8.5.2.1.4 / §8.5.2.2.4: silently ignored */
+    if (strcmp(type, "groupchat") == 0) {
+        /* §8.5.2.1.2: a groupchat message to a user is an error. */
+        router_reply_error(from, el, "cancel", "service-unavailable");
+        return;
+    }
+    int best = -129;
+    for (route_target_t *t = first; t != NULL; t = t->next_resource)
+        if (t->available && t->priority >= 0 && t->priority > best)
+            best = t->priority;
+    if (best < 0) {
+        /* §8.5.2.2: no available resource with a non-negative priority.
+         * Offline storage arrives with the roster issue; until then the
+         * sender learns the message was not delivered. Headlines are
+         * dropped (§8.5.2.2.3). */
+        if (strcmp(type, "headline") != 0)
+            router_reply_error(from, el, "cancel", "service-unavailable");
+        return;
+    }
+    /* §8.5.2.1.1: normal and chat go to the resources of the highest
+     * non-negative priority; headline to every non-negative one. */
+    bool all = strcmp(type, "headline") == 0;
+    for (route_target_t *t = first; t != NULL; t = t->next_resource)
+        if (t->available && t->priority >= 0 && (all || t->priority == best))
+            t->ops->deliver(t, el);
+}
+
+/* RFC 6120 §10.3.1: a message with no 'to' is handled as if sent to the
+ * sender's bare JID. */
+static module_result_t message_account(module_call_t *c)
+{
+    message_to_bare(c->from, c->tree->root,
+                    router_resources(c->router, &c->from->jid));
+    return MODULE_HANDLED;
+}
+
+static module_result_t message_bare(module_call_t *c)
+{
+    message_to_bare(c->from, c->tree->root, router_resources(c->router, c->to));
+    return MODULE_HANDLED;
+}
+
+/* §8.5.3.2.1: a message to a full JID with no session. A bound one is the
+ * router's to deliver. */
+static module_result_t message_full(module_call_t *c)
+{
+    if (router_find(c->router, c->to) != NULL)
+        return MODULE_PASS;
+    const xml_node_t *el = c->tree->root;
+    if (is_type(xml_element_attr(el, NULL, "type"), "groupchat")) {
+        router_reply_error(c->from, el, "cancel", "service-unavailable");
+        return MODULE_HANDLED;
+    }
+    message_to_bare(c->from, el, router_resources(c->router, c->to));
+    return MODULE_HANDLED;
+}
+
+/* Presence with no 'to' from a session (RFC 6121 §4.2, §4.5): the
+ * availability and priority that bare-JID routing uses. */
+static module_result_t presence_account(module_call_t *c)
+{
+    route_target_t *from = c->from;
+    const xml_node_t *el = c->tree->root;
+    const char *type = xml_element_attr(el, NULL, "type");
+    module_event_t ev;
+    if (type == NULL) {
+        from->available = true;
+        from->priority = 0;
+        const xml_node_t *p = xml_element_child(el, el->ns, "priority");
+        if (p != NULL) {
+            const char *txt = xml_element_text(c->tree, p);
+            char *end = NULL;
+            long v = txt != NULL ? strtol(txt, &end, 10) : 0;
+            /* RFC 6121 §4.7.2.3: an integer from -128 to +127. */
+            if (txt != NULL && end != txt && *end == '\0' && v >= -128 &&
+                v <= 127)
+                from->priority = (int)v;
+        }
+        ev = MODULE_EV_SESSION_AVAILABLE;
+    } else if (strcmp(type, "unavailable") == 0) {
+        from->available = false;
+        ev = MODULE_EV_SESSION_UNAVAILABLE;
+    } else {
+        /* Subscription management is the roster issue's. */
+        return MODULE_HANDLED;
+    }
+    module_call_t s = {
+        .router = c->router,
+        .log = c->log,
+        .from = from,
+        .addressee = MODULE_TO_ACCOUNT,
+    };
+    module_dispatch(c->modules, ev, &s);
+    return MODULE_HANDLED;
+}
+
+/* §8.5.2.1.1 for directed availability: every available resource.
+ * Subscription requests and probes are the roster issue's. */
+static module_result_t presence_bare(module_call_t *c)
+{
+    const xml_node_t *el = c->tree->root;
+    const char *type = xml_element_attr(el, NULL, "type");
+    if (type == NULL || strcmp(type, "unavailable") == 0) {
+        for (route_target_t *t = router_resources(c->router, c->to); t != NULL;
+             t = t->next_resource)
+            if (t->available)
+                t->ops->deliver(t, el);
+    }
+    return MODULE_HANDLED;
+}
+
+/* §8.5.3.2.3: presence to an unknown resource is ignored (subscription
+ * states arrive with the roster issue). */
+static module_result_t presence_full(module_call_t *c)
+{
+    return router_find(c->router, c->to) != NULL ? MODULE_PASS : MODULE_HANDLED;
+}
+
+static const module_hook_t im_hooks[] = {
+    {MODULE_EV_MESSAGE_ACCOUNT, 0, message_account},
+    {MODULE_EV_MESSAGE_BARE, 0, message_bare},
+    {MODULE_EV_MESSAGE_FULL, 0, message_full},
+    {MODULE_EV_PRESENCE_ACCOUNT, 0, presence_account},
+    {MODULE_EV_PRESENCE_BARE, 0, presence_bare},
+    {MODULE_EV_PRESENCE_FULL, 0, presence_full},
+    {0, 0, NULL},
+};
+
+const module_desc_t module_im = {
+    .name = "im",
+    .core = true,
+    .default_on = true,
+    .hooks = im_hooks,
+};

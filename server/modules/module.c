@@ -1,0 +1,249 @@
+/* The module registry and dispatch (see module.h). */
+#include "modules/module.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One enabled module. */
+typedef struct module_instance {
+    const module_desc_t *desc;
+    const void *settings;
+    void *state;
+    bool started; /* init ran and accepted */
+} module_instance_t;
+
+typedef struct hook_entry {
+    const module_hook_t *hook;
+    module_instance_t *inst;
+} hook_entry_t;
+
+typedef struct iq_entry {
+    const module_iq_handler_t *iq;
+    module_instance_t *inst;
+} iq_entry_t;
+
+struct module_registry {
+    module_instance_t *mods;
+    size_t count;
+    hook_entry_t *hooks[MODULE_EV_COUNT]; /* by priority, highest first */
+    size_t hook_count[MODULE_EV_COUNT];
+    iq_entry_t *iqs;
+    size_t iq_count;
+};
+
+void module_registry_free(module_registry_t *reg)
+{
+    if (reg == NULL)
+        return;
+    for (size_t i = reg->count; i-- > 0;) {
+        module_instance_t *m = &reg->mods[i];
+        if (m->started && m->desc->fini != NULL)
+            m->desc->fini(m->state);
+    }
+    for (size_t e = 0; e < MODULE_EV_COUNT; e++)
+        free(reg->hooks[e]);
+    free(reg->iqs);
+    free(reg->mods);
+    free(reg);
+}
+
+static int add_hooks(module_registry_t *reg, module_instance_t *m)
+{
+    for (const module_hook_t *h = m->desc->hooks; h != NULL && h->run != NULL;
+         h++) {
+        if ((unsigned)h->event >= MODULE_EV_COUNT)
+            return -1;
+        size_t n = reg->hook_count[h->event];
+        hook_entry_t *v = realloc(reg->hooks[h->event], (n + 1) * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        /* Stable insertion: after every entry of the same or a higher
+         * priority, so that equal priorities keep the list order. */
+        size_t at = n;
+        while (at > 0 && v[at - 1].hook->priority < h->priority) {
+            v[at] = v[at - 1];
+            at--;
+        }
+        v[at] = (hook_entry_t){h, m};
+        reg->hooks[h->event] = v;
+        reg->hook_count[h->event] = n + 1;
+    }
+    for (const module_iq_handler_t *q = m->desc->iq;
+         q != NULL && q->handle != NULL; q++) {
+        iq_entry_t *v = realloc(reg->iqs, (reg->iq_count + 1) * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        v[reg->iq_count++] = (iq_entry_t){q, m};
+        reg->iqs = v;
+    }
+    return 0;
+}
+
+module_registry_t *module_registry_new(const module_desc_t *const *descs,
+                                       size_t count, const bool *enabled,
+                                       const void *const *settings,
+                                       const server_config_t *cfg,
+                                       const logger_t *log, char *err,
+                                       size_t errlen)
+{
+    module_registry_t *reg = calloc(1, sizeof(*reg));
+    if (reg == NULL ||
+        (reg->mods = calloc(count + 1, sizeof(*reg->mods))) == NULL) {
+        free(reg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const module_desc_t *d = descs[i];
+        if (!d->core && (enabled == NULL || !enabled[i]))
+            continue;
+        module_instance_t *m = &reg->mods[reg->count++];
+        m->desc = d;
+        m->settings = settings != NULL && settings[i] != NULL
+                          ? settings[i]
+                          : d->settings_default;
+        if (add_hooks(reg, m) < 0) {
+            snprintf(err, errlen, "module %s: out of memory", d->name);
+            goto fail;
+        }
+        bool ok = true;
+        if (d->init != NULL) {
+            module_env_t env = {cfg, log, m->settings};
+            m->state = d->init(&env, &ok);
+        }
+        if (!ok) {
+            snprintf(err, errlen, "module %s: could not start", d->name);
+            goto fail;
+        }
+        m->started = true;
+    }
+    return reg;
+
+fail:
+    module_registry_free(reg);
+    return NULL;
+}
+
+size_t module_registry_count(const module_registry_t *reg)
+{
+    return reg != NULL ? reg->count : 0;
+}
+
+const module_desc_t *module_registry_desc(const module_registry_t *reg,
+                                          size_t i)
+{
+    return reg != NULL && i < reg->count ? reg->mods[i].desc : NULL;
+}
+
+bool module_registry_has(const module_registry_t *reg, const char *name)
+{
+    for (size_t i = 0; i < module_registry_count(reg); i++)
+        if (strcmp(reg->mods[i].desc->name, name) == 0)
+            return true;
+    return false;
+}
+
+module_result_t module_dispatch(const module_registry_t *reg, module_event_t ev,
+                                module_call_t *c)
+{
+    if (reg == NULL || (unsigned)ev >= MODULE_EV_COUNT)
+        return MODULE_PASS;
+    c->modules = reg;
+    c->event = ev;
+    for (size_t i = 0; i < reg->hook_count[ev]; i++) {
+        const hook_entry_t *h = &reg->hooks[ev][i];
+        c->state = h->inst->state;
+        c->settings = h->inst->settings;
+        if (h->hook->run(c) == MODULE_HANDLED)
+            return MODULE_HANDLED;
+    }
+    return MODULE_PASS;
+}
+
+module_result_t module_dispatch_iq(const module_registry_t *reg,
+                                   module_call_t *c)
+{
+    if (reg == NULL || c->tree == NULL)
+        return MODULE_PASS;
+    const xml_node_t *iq = c->tree->root;
+    const char *type = xml_element_attr(iq, NULL, "type");
+    module_iq_type_t t;
+    if (type != NULL && strcmp(type, "get") == 0)
+        t = MODULE_IQ_GET;
+    else if (type != NULL && strcmp(type, "set") == 0)
+        t = MODULE_IQ_SET;
+    else
+        return MODULE_PASS;
+    const xml_node_t *child = xml_element_child(iq, NULL, NULL);
+    if (child == NULL || child->ns == NULL)
+        return MODULE_PASS;
+    c->modules = reg;
+    for (size_t i = 0; i < reg->iq_count; i++) {
+        const iq_entry_t *e = &reg->iqs[i];
+        if (e->iq->type != t || strcmp(e->iq->ns, child->ns) != 0 ||
+            (e->iq->to & MODULE_TO_BIT(c->addressee)) == 0)
+            continue;
+        c->state = e->inst->state;
+        c->settings = e->inst->settings;
+        if (e->iq->handle(c, child) == MODULE_HANDLED)
+            return MODULE_HANDLED;
+    }
+    return MODULE_PASS;
+}
+
+module_event_t module_event_for(const char *name, module_addressee_t a)
+{
+    module_event_t base = MODULE_EV_IQ_ACCOUNT;
+    if (strcmp(name, "message") == 0)
+        base = MODULE_EV_MESSAGE_ACCOUNT;
+    else if (strcmp(name, "presence") == 0)
+        base = MODULE_EV_PRESENCE_ACCOUNT;
+    return (module_event_t)(base + (int)a);
+}
+
+/* ------------------------------------------------------------ replies */
+
+xml_node_t *module_iq_result(const module_call_t *c, xml_tree_t **out)
+{
+    const xml_node_t *iq = c->tree->root;
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *e = t != NULL ? xml_element_new(t, NULL, iq->ns, "iq") : NULL;
+    if (e == NULL) {
+        xml_tree_free(t);
+        return NULL;
+    }
+    const char *id = xml_element_attr(iq, NULL, "id");
+    const char *to = xml_element_attr(iq, NULL, "to");
+    const char *from = xml_element_attr(iq, NULL, "from");
+    int rc = xml_element_set_attr(t, e, NULL, "type", "result");
+    if (id != NULL)
+        rc |= xml_element_set_attr(t, e, NULL, "id", id);
+    /* RFC 6120 §8.1.2.1: the reply comes from the entity addressed; an IQ
+     * with no 'to' was addressed to the account, and its reply carries no
+     * 'from' (the client knows its own account). */
+    if (to != NULL)
+        rc |= xml_element_set_attr(t, e, NULL, "from", to);
+    if (from != NULL)
+        rc |= xml_element_set_attr(t, e, NULL, "to", from);
+    if (rc != 0) {
+        xml_tree_free(t);
+        return NULL;
+    }
+    *out = t;
+    return e;
+}
+
+void module_send(const module_call_t *c, xml_tree_t *t)
+{
+    if (t == NULL)
+        return;
+    c->from->ops->deliver(c->from, t->root);
+    xml_tree_free(t);
+}
+
+void module_reply_error(const module_call_t *c, const char *type,
+                        const char *condition)
+{
+    router_reply_error(c->from, c->tree->root, type, condition);
+}

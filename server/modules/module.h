@@ -1,0 +1,227 @@
+/* module: how a feature (a XEP, the IM rules of RFC 6121) plugs into the
+ * server.
+ *
+ * A module is one C file with one module_desc_t: its name, its config
+ * settings, init/fini, the IQ namespaces it answers, the hooks it runs on
+ * routing and session events, and what it adds to service discovery. The
+ * descriptors are listed once, in modules.c; the config's `modules` setting
+ * switches them on and off.
+ *
+ * At start the enabled modules are built into a module_registry_t: one
+ * instance per module (its settings and the state its init returned), the
+ * hooks of every event sorted by priority, and the IQ handlers. The
+ * registry is read-only afterwards, so that several worker threads can
+ * share it; what a module changes at run time lives in its instance state,
+ * never in a file-scope variable.
+ *
+ * The router does addressing and calls module_dispatch() for each routing
+ * event: the hooks run from the highest priority down until one says
+ * MODULE_HANDLED. An IQ get/set that no hook took is looked up by (type,
+ * namespace of its child, addressee) among the IQ handlers; one that nobody
+ * handles gets service-unavailable with the original child (RFC 6120
+ * §8.4). */
+#ifndef STARLING_MODULES_MODULE_H
+#define STARLING_MODULES_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/log.h"
+#include "config/config.h"
+#include "jid/jid.h"
+#include "router/router.h"
+#include "xml/xml.h"
+
+typedef enum module_result {
+    MODULE_PASS,    /* not mine, or not only mine: let the next one see it */
+    MODULE_HANDLED, /* done with it; nothing after this runs */
+} module_result_t;
+
+/* Who a stanza is addressed to, from the router's point of view. */
+typedef enum module_addressee {
+    /* No 'to' (RFC 6120 §10.3), or, for an IQ, 'to' the sender's own bare
+     * JID: the server handles it for the account. Replies carry no 'from'
+     * or the bare JID (RFC 6120 §8.1.2.1), never the domain. */
+    MODULE_TO_ACCOUNT,
+    /* 'to' a domain we serve, or domain/resource (RFC 6120 §10.5.1). */
+    MODULE_TO_SERVER,
+    /* 'to' a local bare JID (RFC 6121 §8.5.2); for an IQ, of another
+     * account (the sender's own is MODULE_TO_ACCOUNT). */
+    MODULE_TO_BARE,
+    /* 'to' a local full JID (RFC 6121 §8.5.3), bound or not. Hooks see
+     * both; IQ handlers only IQs for a resource that is not bound (a bound
+     * one gets the IQ itself). */
+    MODULE_TO_FULL,
+    MODULE_TO_COUNT,
+} module_addressee_t;
+
+/* Bits for module_iq_handler_t.to. */
+#define MODULE_TO_BIT(a) (1u << (a))
+
+typedef enum module_event {
+    /* Routing events: a stanza from a bound session, by kind and
+     * addressee. The router's own default for each runs after the hooks
+     * when none of them handled it: delivery to a bound full JID, the IQ
+     * handlers, service-unavailable for a message to the server. */
+    MODULE_EV_MESSAGE_ACCOUNT,
+    MODULE_EV_MESSAGE_SERVER,
+    MODULE_EV_MESSAGE_BARE,
+    MODULE_EV_MESSAGE_FULL,
+    MODULE_EV_PRESENCE_ACCOUNT,
+    MODULE_EV_PRESENCE_SERVER,
+    MODULE_EV_PRESENCE_BARE,
+    MODULE_EV_PRESENCE_FULL,
+    MODULE_EV_IQ_ACCOUNT,
+    MODULE_EV_IQ_SERVER,
+    MODULE_EV_IQ_BARE,
+    MODULE_EV_IQ_FULL,
+    /* Session events (no stanza): a resource was bound, sent available or
+     * unavailable presence, or ended (unbound). Fired by the router
+     * (bound, ended) and by server/im (available, unavailable). */
+    MODULE_EV_SESSION_BOUND,
+    MODULE_EV_SESSION_AVAILABLE,
+    MODULE_EV_SESSION_UNAVAILABLE,
+    MODULE_EV_SESSION_ENDED,
+    MODULE_EV_COUNT,
+} module_event_t;
+
+typedef enum module_iq_type {
+    MODULE_IQ_GET,
+    MODULE_IQ_SET,
+} module_iq_type_t;
+
+typedef struct module_registry module_registry_t;
+
+/* What a hook or an IQ handler is given. Valid for the call only. */
+typedef struct module_call {
+    router_t *router;
+    const module_registry_t *modules;
+    const logger_t *log;
+    /* The session that sent the stanza, or whose session event this is. */
+    route_target_t *from;
+    /* The stanza (the router owns it; a hook that keeps something copies
+     * it), or NULL for a session event. */
+    xml_tree_t *tree;
+    /* Its 'to', parsed and prepared; NULL when it has none. */
+    const jid_t *to;
+    module_addressee_t addressee;
+    module_event_t event;
+    /* This module's instance: what its init returned, and its settings
+     * (the module's own struct, filled from the config). */
+    void *state;
+    const void *settings;
+} module_call_t;
+
+typedef module_result_t (*module_hook_cb)(module_call_t *c);
+/* `child` is the IQ's one child, whose namespace selected the handler. */
+typedef module_result_t (*module_iq_cb)(module_call_t *c,
+                                        const xml_node_t *child);
+
+typedef struct module_hook {
+    module_event_t event;
+    int priority; /* higher runs first; equal: list order of modules.c */
+    module_hook_cb run;
+} module_hook_t;
+
+typedef struct module_iq_handler {
+    module_iq_type_t type;
+    const char *ns; /* namespace of the IQ's child */
+    unsigned to;    /* MODULE_TO_BIT()s of the addressees it answers */
+    module_iq_cb handle;
+} module_iq_handler_t;
+
+/* XEP-0030 §3.1 identity. */
+typedef struct module_identity {
+    const char *category;
+    const char *type;
+    const char *name; /* or NULL */
+} module_identity_t;
+
+/* What init is given. */
+typedef struct module_env {
+    const server_config_t *cfg; /* NULL in unit tests that need none */
+    const logger_t *log;
+    const void *settings; /* this module's, or NULL when it has none */
+} module_env_t;
+
+typedef struct module_desc {
+    const char *name; /* the name `modules = [...]` uses */
+    /* Always on; the `modules` setting does not switch it (server/im). */
+    bool core;
+    /* On when the config does not name a `modules` list. */
+    bool default_on;
+
+    /* Settings, read from a group named after the module (`version = {
+     * show_os = true; };`). `settings_default` points at a struct of
+     * `settings_size` bytes holding the defaults; `settings` describes its
+     * fields (name NULL ends). All NULL/0 for a module with none. */
+    const config_field_t *settings;
+    size_t settings_size;
+    const void *settings_default;
+
+    /* Returns the instance state (may be NULL) and sets *ok; false refuses
+     * to start. NULL init: no state. */
+    void *(*init)(const module_env_t *env, bool *ok);
+    void (*fini)(void *state);
+
+    const module_iq_handler_t *iq; /* handle NULL ends; may be NULL */
+    const module_hook_t *hooks;    /* run NULL ends; may be NULL */
+
+    /* XEP-0030 contributions of the server's domain: identities (category
+     * NULL ends) and features (NULL ends); either may be NULL. */
+    const module_identity_t *identities;
+    const char *const *features;
+} module_desc_t;
+
+/* Builds the registry from `count` descriptors, those with enabled[i] (or
+ * core) on; settings[i] is module i's settings struct (NULL: the
+ * descriptor's defaults). Calls every init in list order. Returns NULL
+ * (and has called fini on those already started) when an init refuses or
+ * memory runs out, with the reason in err. */
+module_registry_t *module_registry_new(const module_desc_t *const *descs,
+                                       size_t count, const bool *enabled,
+                                       const void *const *settings,
+                                       const server_config_t *cfg,
+                                       const logger_t *log, char *err,
+                                       size_t errlen);
+/* Calls every fini in reverse order and frees. NULL is allowed. */
+void module_registry_free(module_registry_t *reg);
+
+/* The enabled modules, in list order. */
+size_t module_registry_count(const module_registry_t *reg);
+const module_desc_t *module_registry_desc(const module_registry_t *reg,
+                                          size_t i);
+bool module_registry_has(const module_registry_t *reg, const char *name);
+
+/* Runs the hooks of `ev` from the highest priority down until one returns
+ * MODULE_HANDLED; fills c->state/settings for each. NULL reg: PASS. */
+module_result_t module_dispatch(const module_registry_t *reg, module_event_t ev,
+                                module_call_t *c);
+
+/* Looks up the IQ handler for the IQ get/set c->tree->root by type,
+ * namespace of its child and c->addressee, and runs it. PASS when none
+ * matches or the one that matches passes. */
+module_result_t module_dispatch_iq(const module_registry_t *reg,
+                                   module_call_t *c);
+
+/* The event for a stanza named `name` ("message", "presence", "iq") to
+ * addressee `a`. */
+module_event_t module_event_for(const char *name, module_addressee_t a);
+
+/* ------------------------------------------------------------ replies */
+
+/* Starts the result of the IQ c->tree->root (RFC 6120 §8.2.3): type
+ * 'result', the same id, 'to' the sender, 'from' the entity addressed —
+ * none when the IQ had no 'to' (RFC 6120 §8.1.2.1). Returns the <iq/> of a
+ * new tree in *out (the caller adds the payload and sends it with
+ * module_send()), or NULL when out of memory. */
+xml_node_t *module_iq_result(const module_call_t *c, xml_tree_t **out);
+
+/* Delivers a tree built for the sender to its session and frees it. */
+void module_send(const module_call_t *c, xml_tree_t *t);
+
+/* Answers the stanza with an error (router_reply_error()). */
+void module_reply_error(const module_call_t *c, const char *type,
+                        const char *condition);
+
+#endif

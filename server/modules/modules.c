@@ -1,0 +1,37 @@
+/* The list of modules. Adding one: its file in this directory, one line
+ * here, one line in modules.h, one in server/CMakeLists.txt
+ * (docs/architecture.md, "Modules: adding a XEP"). */
+#include "modules/modules.h"
+
+#include <stdio.h>
+
+static const module_desc_t *const all[] = {
+    &module_im,      /* RFC 6121 routing rules (core, always on) */
+    &module_disco,   /* XEP-0030 */
+    &module_ping,    /* XEP-0199 */
+    &module_version, /* XEP-0092 */
+    &module_time,    /* XEP-0202 */
+};
+
+const module_desc_t *const *modules_all(size_t *count)
+{
+    *count = sizeof(all) / sizeof(all[0]);
+    return all;
+}
+
+module_registry_t *modules_start(const server_config_t *cfg,
+                                 const logger_t *log, char *err, size_t errlen)
+{
+    size_t n;
+    const module_desc_t *const *descs = modules_all(&n);
+    /* A config from config_defaults()/config_load() has one entry per
+     * module of this list. */
+    if (cfg->module_count != n) {
+        snprintf(err, errlen, "the configuration has %zu modules, not %zu",
+                 cfg->module_count, n);
+        return NULL;
+    }
+    return module_registry_new(descs, n, cfg->module_on,
+                               (const void *const *)cfg->module_settings, cfg,
+                               log, err, errlen);
+}

@@ -1,0 +1,217 @@
+"""The first modules over real sockets: XEP-0199 ping, XEP-0030 disco#info
+and disco#items, XEP-0092 software version, XEP-0202 entity time, and the
+`modules` setting that switches them (server/modules/, RFC 6120 §8.1.2.1 for
+the replies to the account).
+
+Run: python3 test_modules.py STARLINGD STARLINGCTL
+"""
+import datetime
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Server, q, stanza_error_condition  # noqa: E402
+
+NS_PING = 'urn:xmpp:ping'
+NS_INFO = 'http://jabber.org/protocol/disco#info'
+NS_ITEMS = 'http://jabber.org/protocol/disco#items'
+NS_VERSION = 'jabber:iq:version'
+NS_TIME = 'urn:xmpp:time'
+DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME}
+
+
+def iq(c, to, payload, type_='get'):
+    """Sends an IQ and returns the answer with the same id."""
+    iid = c.next_id('m')
+    attr = '' if to is None else " to='%s'" % to
+    c.send("<iq type='%s' id='%s'%s>%s</iq>" % (type_, iid, attr, payload))
+    while True:
+        el = c.expect_stanza('iq')
+        if el.get('id') == iid:
+            return el
+
+
+def features(info):
+    query = info.find(q(NS_INFO, 'query'))
+    return {f.get('var') for f in query.findall(q(NS_INFO, 'feature'))}
+
+
+class DefaultModules(harness.ServerTestCase):
+    """The defaults: ping, disco, version and time on."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_ping_server(self):
+        """XEP-0199 §4.2: a ping to the server's domain gets an empty
+        result from the domain."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<ping xmlns='%s'/>" % NS_PING)
+        self.assertEqual(res.get('type'), 'result')
+        self.assertEqual(res.get('from'), 'localhost')
+        self.assertEqual(res.get('to'), a.jid)
+        self.assertEqual(len(res), 0)
+
+    def test_ping_account_no_to(self):
+        """XEP-0199 §4.3 and RFC 6120 §8.1.2.1: a ping with no 'to' is
+        answered for the account, with no 'from' (never the domain)."""
+        a = self.login(self.srv)
+        res = iq(a, None, "<ping xmlns='%s'/>" % NS_PING)
+        self.assertEqual(res.get('type'), 'result')
+        self.assertIsNone(res.get('from'))
+
+    def test_ping_own_bare_jid(self):
+        """A ping to one's own bare JID is answered from the bare JID."""
+        a = self.login(self.srv)
+        res = iq(a, 'alice@localhost', "<ping xmlns='%s'/>" % NS_PING)
+        self.assertEqual(res.get('type'), 'result')
+        self.assertEqual(res.get('from'), 'alice@localhost')
+
+    def test_ping_other_bare_jid_not_answered_by_server(self):
+        """A ping to another user's bare JID is not the server's: it gets
+        service-unavailable from that JID."""
+        a = self.login(self.srv)
+        res = iq(a, 'bob@localhost', "<ping xmlns='%s'/>" % NS_PING)
+        self.assertEqual(stanza_error_condition(res), ('cancel', 'service-unavailable'))
+        self.assertEqual(res.get('from'), 'bob@localhost')
+
+    def test_error_to_account_has_no_from(self):
+        """RFC 6120 §8.1.2.1: an error for an IQ with no 'to' carries no
+        'from' either."""
+        a = self.login(self.srv)
+        res = iq(a, None, "<query xmlns='urn:example:nothing'/>", 'set')
+        self.assertEqual(stanza_error_condition(res), ('cancel', 'service-unavailable'))
+        self.assertIsNone(res.get('from'))
+        self.assertIsNotNone(res.find(q('urn:example:nothing', 'query')))
+
+    def test_disco_info(self):
+        """XEP-0030 §3.1: identity server/im and the features of every
+        enabled module."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
+        self.assertEqual(res.get('type'), 'result')
+        self.assertEqual(res.get('from'), 'localhost')
+        query = res.find(q(NS_INFO, 'query'))
+        ids = [(i.get('category'), i.get('type'))
+               for i in query.findall(q(NS_INFO, 'identity'))]
+        self.assertIn(('server', 'im'), ids)
+        self.assertEqual(features(res), DEFAULT_FEATURES)
+
+    def test_disco_info_other_host(self):
+        """The second served domain answers as well, from itself."""
+        a = self.login(self.srv)
+        other = self.srv.hosts[1]
+        res = iq(a, other, "<query xmlns='%s'/>" % NS_INFO)
+        self.assertEqual(res.get('from'), other)
+        self.assertEqual(features(res), DEFAULT_FEATURES)
+
+    def test_disco_info_node(self):
+        """A node the server does not have: item-not-found."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s' node='x'/>" % NS_INFO)
+        self.assertEqual(stanza_error_condition(res), ('cancel', 'item-not-found'))
+
+    def test_disco_items(self):
+        """XEP-0030 §4.1: an empty list of items for now."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_ITEMS)
+        self.assertEqual(res.get('type'), 'result')
+        query = res.find(q(NS_ITEMS, 'query'))
+        self.assertIsNotNone(query)
+        self.assertEqual(len(query), 0)
+
+    def test_version(self):
+        """XEP-0092: name and version, no <os/> by default."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_VERSION)
+        self.assertEqual(res.get('type'), 'result')
+        query = res.find(q(NS_VERSION, 'query'))
+        self.assertEqual(query.findtext(q(NS_VERSION, 'name')), 'Starling')
+        self.assertRegex(query.findtext(q(NS_VERSION, 'version')), r'^\d+\.\d+')
+        self.assertIsNone(query.find(q(NS_VERSION, 'os')))
+
+    def test_time(self):
+        """XEP-0202: UTC with 'Z', offset +00:00, close to our clock."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<time xmlns='%s'/>" % NS_TIME)
+        self.assertEqual(res.get('type'), 'result')
+        t = res.find(q(NS_TIME, 'time'))
+        self.assertEqual(t.findtext(q(NS_TIME, 'tzo')), '+00:00')
+        utc = t.findtext(q(NS_TIME, 'utc'))
+        self.assertRegex(utc, r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$')
+        when = datetime.datetime.strptime(re.sub(r'\.\d+', '', utc),
+                                          '%Y-%m-%dT%H:%M:%SZ')
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        self.assertLess(abs((now - when).total_seconds()), 60)
+
+    def test_set_is_not_get(self):
+        """A set in a namespace whose module only answers get:
+        service-unavailable with the original child."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_VERSION, 'set')
+        self.assertEqual(stanza_error_condition(res), ('cancel', 'service-unavailable'))
+        self.assertIsNotNone(res.find(q(NS_VERSION, 'query')))
+
+
+class SwitchedModules(harness.ServerTestCase):
+    """`modules` names only disco and ping; version shows the OS."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(top={'modules': ['disco', 'ping']})
+        cls.os_srv = Server(top={'version': {'show_os': True}})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.os_srv.stop()
+
+    def test_switched_off_leaves_disco(self):
+        """Modules switched off add no features; the log names those
+        on."""
+        self.srv.wait_log(r'modules: im, disco, ping$')
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
+        self.assertEqual(features(res), {NS_PING, NS_INFO, NS_ITEMS})
+
+    def test_switched_off_unavailable(self):
+        """A module switched off answers nothing: service-unavailable with
+        the original child."""
+        a = self.login(self.srv)
+        for ns, name in ((NS_VERSION, 'query'), (NS_TIME, 'time')):
+            res = iq(a, 'localhost', "<%s xmlns='%s'/>" % (name, ns))
+            self.assertEqual(stanza_error_condition(res),
+                             ('cancel', 'service-unavailable'))
+            self.assertIsNotNone(res.find(q(ns, name)))
+        res = iq(a, 'localhost', "<ping xmlns='%s'/>" % NS_PING)
+        self.assertEqual(res.get('type'), 'result')
+
+    def test_show_os(self):
+        """version.show_os = true adds <os/>."""
+        a = self.login(self.os_srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_VERSION)
+        os_ = res.find(q(NS_VERSION, 'query')).findtext(q(NS_VERSION, 'os'))
+        self.assertTrue(os_)
+
+    def test_unknown_module_refused(self):
+        """An unknown module name stops the server at start with the line
+        of the setting."""
+        srv = Server(start=False)
+        srv.top = {'modules': ['ping', 'pong']}
+        srv.write_config(ports=(0, 0))
+        with self.assertRaises(AssertionError):
+            srv.start()
+        self.assertEqual(srv.wait_exit(10), 1)
+        text = srv.log_text()
+        self.assertRegex(text, r"starlingd\.conf:\d+: modules: unknown module 'pong'")
+
+
+if __name__ == '__main__':
+    harness.main()
