@@ -231,7 +231,7 @@ static void on_sighup(uv_signal_t *h, int signum)
         config_free(&fresh);
         return;
     }
-    srv->log.level = to_log_level(fresh.log_level);
+    log_set_level(&srv->log, to_log_level(fresh.log_level));
     srv->cfg->log_level = fresh.log_level;
     LOG(&srv->log, LOG_INFO, 0, "SIGHUP: log level %s",
         config_log_level_name(fresh.log_level));
