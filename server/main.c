@@ -333,6 +333,7 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_ERROR, 0, "storage: %s", err);
         return 1;
     }
+    store_set_logger(srv->store, &srv->log);
     srv->router_cfg = (router_config_t){
         .hosts = (const char *const *)cfg->hosts,
         .host_count = cfg->host_count,

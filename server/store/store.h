@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "base/log.h"
 #include "sasl/scram.h"
 
 typedef enum store_error {
@@ -68,6 +69,13 @@ int store_open(uv_loop_t *loop, const char *path, store_t **out, char *err,
  * released; from then on `s` is gone. The loop must keep running until
  * then (the store holds a reference on it while closing). */
 void store_close(store_t *s, void (*done)(void *ud), void *ud);
+
+/* Where the store logs what it cannot say through an error code (the
+ * database's own message behind STORE_ERR_IO). Until this is called, and
+ * when lg is NULL, that is stderr at level info. The storage thread logs
+ * through lg too (lib/base/log.h says why that is safe), so lg must outlive
+ * the store. */
+void store_set_logger(store_t *s, const logger_t *lg);
 
 /* For command-line tools, which have nothing else to do while they wait:
  * runs the loop (UV_RUN_ONCE at a time) until *done is true, typically set
