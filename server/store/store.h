@@ -1,8 +1,9 @@
 /* store: the only door to persistence (ARCHITECTURE.md, Storage).
  *
- * Every call is asynchronous: it is queued to the storage thread, which owns
- * its own SQLite connection (WAL mode), and its callback runs later on the
- * loop given to store_open(), never from inside the call itself. Every
+ * Every call is asynchronous: it is queued to the backend (SQLite, on a
+ * storage thread that owns its own connection in WAL mode), and its callback
+ * runs later on the loop given to store_open(), never from inside the call
+ * itself. Every
  * request's callback runs exactly once, also when the store is being
  * closed; the caller keeps `ud` alive until then. Strings passed in are
  * copied before the call returns; values passed to a callback are valid only
@@ -18,7 +19,9 @@
  * ServerKey, for SHA-1 and SHA-256), never a password; plus, when the
  * DIGEST-MD5 switch is on, the MD5(user:realm:password) hash that mechanism
  * needs. The schema is versioned (PRAGMA user_version) and migrated on open;
- * rosters, subscriptions and offline messages are added as later versions. */
+ * rosters, subscriptions and offline messages are added as later versions,
+ * each group of tables in a file of its own (docs/architecture.md, Storage,
+ * has the recipe). */
 #ifndef STARLING_STORE_STORE_H
 #define STARLING_STORE_STORE_H
 
