@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* STORE_V_TEXT */
 
 #include "base/log.h"
 #include "store/store.h"
