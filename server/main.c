@@ -246,7 +246,7 @@ static void on_sighup(uv_signal_t *h, int signum)
         config_free(&fresh);
         return;
     }
-    srv->log.level = to_log_level(fresh.log_level);
+    log_set_level(&srv->log, to_log_level(fresh.log_level));
     srv->cfg->log_level = fresh.log_level;
     LOG(&srv->log, LOG_INFO, 0, "SIGHUP: log level %s",
         config_log_level_name(fresh.log_level));
@@ -349,6 +349,7 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_ERROR, 0, "storage: %s", err);
         return 1;
     }
+    store_set_logger(srv->store, &srv->log);
     srv->modules = modules_start(cfg, &srv->log, err, sizeof(err));
     if (srv->modules == NULL) {
         LOG(&srv->log, LOG_ERROR, 0, "modules: %s", err);

@@ -1,7 +1,9 @@
 /* The store's front: requests are copied on the loop thread, queued to the
- * storage thread, which runs them on its own SQLite connection
+ * storage thread, which runs each one's `run` on its own backend connection
  * (store_sqlite.c), and come back through a completion queue and a
- * uv_async_t whose callback runs them on the loop thread.
+ * uv_async_t whose callback runs their `deliver` on the loop thread. This
+ * file names no operation and no table: those live in their group's file
+ * (store_accounts.c).
  *
  * Life of the store: store_open() starts the thread and waits until the
  * database is open and migrated. store_close() asks the thread to stop
@@ -11,16 +13,31 @@
  * completion has been delivered, the async handle is closed and its close
  * callback frees the store. */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/xalloc.h"
 #include "store/store_internal.h"
+
+/* Every table group, in the order their schema steps were released. A new
+ * group (store_roster.c, store_offline.c) adds one line here. */
+static const store_group_t *const store_groups[] = {
+    &store_accounts_group,
+};
+
+const store_stmt_t store_stmt_begin = {"begin", "BEGIN"};
+const store_stmt_t store_stmt_commit = {"commit", "COMMIT"};
+const store_stmt_t store_stmt_rollback = {"rollback", "ROLLBACK"};
 
 struct store {
     uv_async_t async; /* completions are ready, or the thread exited */
     pthread_t thread;
+    const store_backend_t *backend;
     const char *path; /* valid until the thread reports the open */
+    /* The logger until store_set_logger(): stderr, info. */
+    logger_t own_log;
 
     pthread_mutex_t mu;
     /* Signalled for new work or stop (the thread waits), and once for the
@@ -32,11 +49,12 @@ struct store {
     bool opened; /* the thread finished opening; open_rc is its result */
     int open_rc;
     char open_err[256];
-    bool async_ready; /* async initialised: the thread may signal it */
-    bool stop;        /* exit once pending is empty */
-    bool stopped;     /* the thread took its last request; later requests
-                         go straight to done */
-    bool exited;      /* the database is closed; joining will not block */
+    bool async_ready;    /* async initialised: the thread may signal it */
+    bool stop;           /* exit once pending is empty */
+    bool stopped;        /* the thread took its last request; later requests
+                            go straight to done */
+    bool exited;         /* the database is closed; joining will not block */
+    const logger_t *log; /* never NULL */
 
     /* Loop thread only: */
     size_t inflight;     /* requests whose callback has not yet run */
@@ -46,15 +64,32 @@ struct store {
     void *close_ud;
 };
 
-void store_log(const char *fmt, ...)
+static const logger_t *store_logger(store_t *s)
 {
-    va_list ap;
+    pthread_mutex_lock(&s->mu);
+    const logger_t *lg = s->log;
+    pthread_mutex_unlock(&s->mu);
+    return lg;
+}
 
+void store_set_logger(store_t *s, const logger_t *lg)
+{
+    pthread_mutex_lock(&s->mu);
+    s->log = lg != NULL ? lg : &s->own_log;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void store_conn_log(store_conn_t *c, log_level_t level, const char *fmt, ...)
+{
+    const logger_t *lg = store_logger(c->store);
+    if (level > log_level(lg))
+        return;
+    char msg[768];
+    va_list ap;
     va_start(ap, fmt);
-    fputs("store: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    log_write(lg, level, 0, "store: %s", msg);
 }
 
 const char *store_strerror(int err)
@@ -81,19 +116,6 @@ const char *store_strerror(int err)
     }
 }
 
-/* A request that cannot even be queued cannot get its callback, so running
- * out of memory for one is fatal, as everywhere in the server
- * (CONVENTIONS.md, Out-of-memory policy). */
-static void *store_xcalloc(size_t size)
-{
-    void *p = calloc(1, size);
-    if (p == NULL) {
-        store_log("out of memory");
-        abort();
-    }
-    return p;
-}
-
 static void store_queue_push(store_req_t **head, store_req_t **tail,
                              store_req_t *r)
 {
@@ -105,12 +127,77 @@ static void store_queue_push(store_req_t **head, store_req_t **tail,
     *tail = r;
 }
 
+/* Orders every group's schema steps by version and checks that versions
+ * run 1..n without a gap or a duplicate: two groups that claimed the same
+ * number would otherwise both be skipped or both be run. */
+static int store_collect_steps(const store_migration_t ***out, size_t *count,
+                               char *err, size_t errlen)
+{
+    size_t n = 0;
+    for (size_t g = 0; g < sizeof(store_groups) / sizeof(store_groups[0]); g++)
+        n += store_groups[g]->migration_count;
+    const store_migration_t **steps = xcalloc(n, sizeof(*steps));
+    for (size_t g = 0; g < sizeof(store_groups) / sizeof(store_groups[0]);
+         g++) {
+        const store_group_t *grp = store_groups[g];
+        for (size_t i = 0; i < grp->migration_count; i++) {
+            const store_migration_t *m = &grp->migrations[i];
+            if (m->version < 1 || (size_t)m->version > n ||
+                steps[m->version - 1] != NULL) {
+                snprintf(err, errlen,
+                         "schema step %d of group %s is out of sequence",
+                         m->version, grp->name);
+                free(steps);
+                return STORE_ERR_SCHEMA;
+            }
+            steps[m->version - 1] = m;
+        }
+    }
+    *out = steps;
+    *count = n;
+    return STORE_OK;
+}
+
+static int store_conn_open(store_t *s, store_conn_t **out, char *err,
+                           size_t errlen)
+{
+    const store_migration_t **steps = NULL;
+    size_t n = 0;
+    int rc = store_collect_steps(&steps, &n, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    rc = s->backend->open(s, s->path, out, err, errlen);
+    if (rc == STORE_OK) {
+        rc = s->backend->migrate(*out, steps, n, err, errlen);
+        if (rc != STORE_OK) {
+            s->backend->close(*out);
+            *out = NULL;
+        }
+    }
+    free(steps);
+    return rc;
+}
+
+void store_req_finish(store_conn_t *c, store_req_t *r, int err)
+{
+    (void)c;
+    r->err = err;
+    r->finished = true;
+}
+
+void store_exec(store_conn_t *c, store_req_t *r, const store_stmt_t *st,
+                const store_value_t *params, size_t n, store_row_cb row,
+                store_exec_cb done)
+{
+    c->backend->exec(c, r, st, params, n, row, done);
+}
+
 static void *store_thread_main(void *arg)
 {
     store_t *s = arg;
-    store_db_t *db = NULL;
+    store_conn_t *conn = NULL;
     char err[sizeof(s->open_err)] = "";
-    int rc = store_db_open(s->path, &db, err, sizeof(err));
+    int rc = store_conn_open(s, &conn, err, sizeof(err));
 
     pthread_mutex_lock(&s->mu);
     s->open_rc = rc;
@@ -137,9 +224,17 @@ static void *store_thread_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         /* A preset error (CLOSED, INVALID) is the answer already; it went
-         * through the queue only to keep callbacks in request order. */
-        if (r->err == STORE_OK)
-            store_db_run(db, r);
+         * through the queue only to keep callbacks in request order. SQLite
+         * finishes every request before run returns. */
+        if (r->err == STORE_OK) {
+            r->op->run(r, conn);
+            if (!r->finished) {
+                store_conn_log(conn, LOG_ERROR,
+                               "%s: request ended without a result",
+                               r->op->name);
+                r->err = STORE_ERR_IO;
+            }
+        }
 
         pthread_mutex_lock(&s->mu);
         store_queue_push(&s->done_head, &s->done_tail, r);
@@ -151,7 +246,7 @@ static void *store_thread_main(void *arg)
     }
     pthread_mutex_unlock(&s->mu);
 
-    store_db_close(db);
+    s->backend->close(conn);
 
     pthread_mutex_lock(&s->mu);
     s->exited = true;
@@ -179,12 +274,11 @@ int store_open(uv_loop_t *loop, const char *path, store_t **out, char *err,
     *out = NULL;
     if (errlen > 0)
         err[0] = '\0';
-    store_t *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return STORE_ERR_NOMEM;
-    }
+    store_t *s = xcalloc(1, sizeof(*s));
     s->path = path;
+    s->backend = &store_backend_sqlite;
+    s->own_log.level = LOG_INFO;
+    s->log = &s->own_log;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
 
@@ -233,39 +327,6 @@ int store_open(uv_loop_t *loop, const char *path, store_t **out, char *err,
     return STORE_OK;
 }
 
-static void store_req_call(store_req_t *r)
-{
-    bool ok = r->err == STORE_OK;
-
-    switch (r->kind) {
-    case STORE_REQ_ACCOUNT_GET:
-        if (r->cb.account != NULL)
-            r->cb.account(r->ud, r->err, ok ? &r->account : NULL);
-        break;
-    case STORE_REQ_ACCOUNT_CREATE:
-    case STORE_REQ_ACCOUNT_UPDATE:
-    case STORE_REQ_ACCOUNT_DELETE:
-        if (r->cb.done != NULL)
-            r->cb.done(r->ud, r->err);
-        break;
-    case STORE_REQ_ACCOUNT_LIST:
-        if (r->cb.list != NULL)
-            r->cb.list(r->ud, r->err, ok ? (const char *const *)r->names : NULL,
-                       ok ? r->count : 0);
-        break;
-    }
-}
-
-static void store_req_free(store_req_t *r)
-{
-    for (size_t i = 0; i < r->count; i++)
-        free(r->names[i]);
-    free(r->names);
-    /* Credentials are secrets of a kind: do not leave them in the heap. */
-    explicit_bzero(&r->account, sizeof(r->account));
-    free(r);
-}
-
 /* Runs the callbacks of every completed request, including requests that
  * those callbacks make and that complete at once (CLOSED). */
 static void store_deliver(store_t *s)
@@ -280,8 +341,7 @@ static void store_deliver(store_t *s)
         while (list != NULL) {
             store_req_t *r = list;
             list = r->next;
-            store_req_call(r);
-            store_req_free(r);
+            r->op->deliver(r); /* frees r */
             /* While closing the reference stays until the handle is
              * closed: the loop must run until the store is freed. */
             if (--s->inflight == 0 && !s->closing)
@@ -329,7 +389,8 @@ void store_close(store_t *s, void (*done)(void *ud), void *ud)
         return;
     }
     if (s->closing) {
-        store_log("store_close called twice; the second call is ignored");
+        LOG(store_logger(s), LOG_ERROR, 0,
+            "store: store_close called twice; the second call is ignored");
         return;
     }
     s->closing = true;
@@ -351,30 +412,25 @@ bool store_wait(uv_loop_t *loop, const bool *done)
     return true;
 }
 
-/* Copies domain and node into the request's own allocation. */
-static store_req_t *store_req_new(store_req_kind_t kind, const char *domain,
-                                  const char *node, void *ud)
+void *store_req_new(const store_op_t *op, size_t size, size_t extra, void *ud)
 {
-    size_t dl = domain != NULL ? strlen(domain) + 1 : 0;
-    size_t nl = node != NULL ? strlen(node) + 1 : 0;
-    store_req_t *r = store_xcalloc(sizeof(*r) + dl + nl);
-    char *p = (char *)(r + 1);
-
-    r->kind = kind;
+    store_req_t *r = xcalloc(1, size + extra);
+    r->op = op;
     r->ud = ud;
-    if (domain != NULL) {
-        memcpy(p, domain, dl);
-        r->domain = p;
-        p += dl;
-    }
-    if (node != NULL) {
-        memcpy(p, node, nl);
-        r->node = p;
-    }
     return r;
 }
 
-static void store_submit(store_t *s, store_req_t *r)
+const char *store_req_copy(char **cursor, const char *str)
+{
+    if (str == NULL)
+        return NULL;
+    size_t len = strlen(str) + 1;
+    char *p = memcpy(*cursor, str, len);
+    *cursor += len;
+    return p;
+}
+
+void store_submit(store_t *s, store_req_t *r)
 {
     if (s->inflight++ == 0 && !s->closing)
         uv_ref((uv_handle_t *)&s->async);
@@ -394,67 +450,4 @@ static void store_submit(store_t *s, store_req_t *r)
      * what is left instead. */
     if (direct && !s->handle_closing)
         uv_async_send(&s->async);
-}
-
-void store_account_get(store_t *s, const char *domain, const char *node,
-                       store_account_cb cb, void *ud)
-{
-    store_req_t *r = store_req_new(STORE_REQ_ACCOUNT_GET, domain, node, ud);
-    r->cb.account = cb;
-    if (domain == NULL || node == NULL)
-        r->err = STORE_ERR_INVALID;
-    store_submit(s, r);
-}
-
-static bool store_cred_valid(const scram_cred_t *c)
-{
-    return c->salt_len <= SCRAM_SALT_MAX && c->key_len <= SCRAM_KEY_MAX;
-}
-
-static void store_account_write(store_t *s, store_req_kind_t kind,
-                                const store_account_t *a, store_done_cb cb,
-                                void *ud)
-{
-    store_req_t *r = store_req_new(kind, a != NULL ? a->domain : NULL,
-                                   a != NULL ? a->node : NULL, ud);
-    r->cb.done = cb;
-    if (a == NULL || a->domain == NULL || a->node == NULL ||
-        !store_cred_valid(&a->sha1) || !store_cred_valid(&a->sha256)) {
-        r->err = STORE_ERR_INVALID;
-    } else {
-        r->account = *a;
-        r->account.domain = r->domain;
-        r->account.node = r->node;
-    }
-    store_submit(s, r);
-}
-
-void store_account_create(store_t *s, const store_account_t *a,
-                          store_done_cb cb, void *ud)
-{
-    store_account_write(s, STORE_REQ_ACCOUNT_CREATE, a, cb, ud);
-}
-
-void store_account_update(store_t *s, const store_account_t *a,
-                          store_done_cb cb, void *ud)
-{
-    store_account_write(s, STORE_REQ_ACCOUNT_UPDATE, a, cb, ud);
-}
-
-void store_account_delete(store_t *s, const char *domain, const char *node,
-                          store_done_cb cb, void *ud)
-{
-    store_req_t *r = store_req_new(STORE_REQ_ACCOUNT_DELETE, domain, node, ud);
-    r->cb.done = cb;
-    if (domain == NULL || node == NULL)
-        r->err = STORE_ERR_INVALID;
-    store_submit(s, r);
-}
-
-void store_account_list(store_t *s, const char *domain, store_list_cb cb,
-                        void *ud)
-{
-    store_req_t *r = store_req_new(STORE_REQ_ACCOUNT_LIST, domain, NULL, ud);
-    r->cb.list = cb;
-    store_submit(s, r);
 }

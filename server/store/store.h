@@ -1,8 +1,9 @@
 /* store: the only door to persistence (ARCHITECTURE.md, Storage).
  *
- * Every call is asynchronous: it is queued to the storage thread, which owns
- * its own SQLite connection (WAL mode), and its callback runs later on the
- * loop given to store_open(), never from inside the call itself. Every
+ * Every call is asynchronous: it is queued to the backend (SQLite, on a
+ * storage thread that owns its own connection in WAL mode), and its callback
+ * runs later on the loop given to store_open(), never from inside the call
+ * itself. Every
  * request's callback runs exactly once, also when the store is being
  * closed; the caller keeps `ud` alive until then. Strings passed in are
  * copied before the call returns; values passed to a callback are valid only
@@ -18,7 +19,9 @@
  * ServerKey, for SHA-1 and SHA-256), never a password; plus, when the
  * DIGEST-MD5 switch is on, the MD5(user:realm:password) hash that mechanism
  * needs. The schema is versioned (PRAGMA user_version) and migrated on open;
- * rosters, subscriptions and offline messages are added as later versions. */
+ * rosters, subscriptions and offline messages are added as later versions,
+ * each group of tables in a file of its own (docs/architecture.md, Storage,
+ * has the recipe). */
 #ifndef STARLING_STORE_STORE_H
 #define STARLING_STORE_STORE_H
 
@@ -26,6 +29,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "base/log.h"
 #include "sasl/scram.h"
 
 typedef enum store_error {
@@ -68,6 +72,13 @@ int store_open(uv_loop_t *loop, const char *path, store_t **out, char *err,
  * released; from then on `s` is gone. The loop must keep running until
  * then (the store holds a reference on it while closing). */
 void store_close(store_t *s, void (*done)(void *ud), void *ud);
+
+/* Where the store logs what it cannot say through an error code (the
+ * database's own message behind STORE_ERR_IO). Until this is called, and
+ * when lg is NULL, that is stderr at level info. The storage thread logs
+ * through lg too (lib/base/log.h says why that is safe), so lg must outlive
+ * the store. */
+void store_set_logger(store_t *s, const logger_t *lg);
 
 /* For command-line tools, which have nothing else to do while they wait:
  * runs the loop (UV_RUN_ONCE at a time) until *done is true, typically set

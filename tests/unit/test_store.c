@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 
 typedef struct fixture {
     char dir[64];
@@ -732,6 +733,360 @@ static void test_not_a_database(void **state)
     assert_non_null(strstr(err, "not a database"));
 }
 
+/* --- an old database --- */
+
+/* The schema exactly as the first release wrote it (before the table
+ * groups), with a row written the way that code wrote rows: the new code
+ * must read it and keep user_version. */
+static void test_database_from_first_release(void **state)
+{
+    fixture_t *f = *state;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    result_t r;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA journal_mode = WAL;"
+                                  "BEGIN IMMEDIATE;"
+                                  "CREATE TABLE accounts ("
+                                  "  domain TEXT NOT NULL,"
+                                  "  node TEXT NOT NULL,"
+                                  "  sha1_salt BLOB NOT NULL,"
+                                  "  sha1_iter INTEGER NOT NULL,"
+                                  "  sha1_stored BLOB NOT NULL,"
+                                  "  sha1_server BLOB NOT NULL,"
+                                  "  sha256_salt BLOB NOT NULL,"
+                                  "  sha256_iter INTEGER NOT NULL,"
+                                  "  sha256_stored BLOB NOT NULL,"
+                                  "  sha256_server BLOB NOT NULL,"
+                                  "  digest_md5 BLOB NULL,"
+                                  "  created INTEGER NOT NULL,"
+                                  "  PRIMARY KEY (domain, node)"
+                                  ");"
+                                  "PRAGMA user_version = 1;"
+                                  "COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    store_account_t old = make_account("example.org", "olda", 11, true);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, "
+                           "?6, ?7, ?8, ?9, ?10, ?11, 1700000000)",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, old.domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, old.node, -1, SQLITE_STATIC);
+    const scram_cred_t *c[2] = {&old.sha1, &old.sha256};
+    for (int i = 0; i < 2; i++) {
+        int b = 3 + 4 * i;
+        sqlite3_bind_blob(st, b, c[i]->salt, (int)c[i]->salt_len,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(st, b + 1, c[i]->iterations);
+        sqlite3_bind_blob(st, b + 2, c[i]->stored_key, (int)c[i]->key_len,
+                          SQLITE_STATIC);
+        sqlite3_bind_blob(st, b + 3, c[i]->server_key, (int)c[i]->key_len,
+                          SQLITE_STATIC);
+    }
+    sqlite3_bind_blob(st, 11, old.digest_md5, 16, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    open_store(f);
+    do_get(f, "example.org", "olda", &r);
+    assert_int_equal(r.err, STORE_OK);
+    assert_account_equal(&r.account, &old);
+    store_account_t b = make_account("example.org", "newb", 12, false);
+    assert_int_equal(do_create(f, &b), STORE_OK);
+    do_list(f, NULL, &r);
+    assert_string_equal(r.names, "newb@example.org olda@example.org");
+    close_store(f);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(
+        sqlite_int(f->path, "SELECT created FROM accounts WHERE node = 'olda'"),
+        1700000000);
+}
+
+/* --- the request path, with a request type of the test's own --- */
+
+typedef enum test_mode {
+    MODE_ECHO,     /* SELECT ?1, ?2, ?3, ?4: values come back typed */
+    MODE_ANSWER,   /* finishes with a chosen error, no statement */
+    MODE_BAD_SQL,  /* a statement SQLite refuses: STORE_ERR_IO */
+    MODE_ROLLBACK, /* BEGIN, INSERT, ROLLBACK: the row is gone */
+} test_mode_t;
+
+typedef struct test_log {
+    int runs;
+    int delivered;
+    int out_of_order;
+    int twice;
+    int off_loop;
+    int on_loop_run;
+    int next;
+    pthread_t loop_thread;
+} test_log_t;
+
+typedef struct test_req {
+    store_req_t base;
+    test_log_t *log;
+    int index;
+    test_mode_t mode;
+    int answer; /* MODE_ANSWER */
+    int rows;
+    bool echo_ok;
+    int *err_out; /* the delivered error */
+    bool *delivered_flag;
+} test_req_t;
+
+static const store_stmt_t test_stmt_echo = {"test_echo",
+                                            "SELECT ?1, ?2, ?3, ?4"};
+static const store_stmt_t test_stmt_bad = {"test_bad",
+                                           "SELECT FROM nowhere WHERE"};
+static const store_stmt_t test_stmt_insert = {
+    "test_insert",
+    "INSERT INTO accounts VALUES ('t.example', ?1, x'', 1, x'', x'', x'', 1,"
+    " x'', x'', NULL, 0)"};
+
+static void test_echo_row(store_req_t *base, const store_value_t *col, size_t n)
+{
+    test_req_t *r = (test_req_t *)base;
+    r->rows++;
+    r->echo_ok = n == 4 && col[0].type == STORE_INT && col[0].i == r->index &&
+                 col[1].type == STORE_TEXT && col[1].len == 5 &&
+                 memcmp(col[1].p, "hello", 6) == 0 &&
+                 col[2].type == STORE_BLOB && col[2].len == 3 &&
+                 memcmp(col[2].p, "\x00\x01\xff", 3) == 0 &&
+                 col[3].type == STORE_NULL;
+}
+
+static void test_finish(store_req_t *base, store_conn_t *c, int err,
+                        uint64_t changes)
+{
+    test_req_t *r = (test_req_t *)base;
+    (void)changes;
+    if (err == STORE_OK && r->mode == MODE_ECHO &&
+        (r->rows != 1 || !r->echo_ok))
+        err = STORE_ERR_IO;
+    store_req_finish(c, base, err);
+}
+
+static void test_after_rollback(store_req_t *base, store_conn_t *c, int err,
+                                uint64_t changes)
+{
+    (void)changes;
+    store_req_finish(c, base, err);
+}
+
+static void test_after_insert(store_req_t *base, store_conn_t *c, int err,
+                              uint64_t changes)
+{
+    if (err != STORE_OK || changes != 1) {
+        store_req_finish(c, base, err != STORE_OK ? err : STORE_ERR_IO);
+        return;
+    }
+    store_exec(c, base, &store_stmt_rollback, NULL, 0, NULL,
+               test_after_rollback);
+}
+
+static void test_after_begin(store_req_t *base, store_conn_t *c, int err,
+                             uint64_t changes)
+{
+    (void)changes;
+    if (err != STORE_OK) {
+        store_req_finish(c, base, err);
+        return;
+    }
+    store_value_t p[] = {STORE_V_TEXT("ghost")};
+    store_exec(c, base, &test_stmt_insert, p, 1, NULL, test_after_insert);
+}
+
+static void test_run(store_req_t *base, store_conn_t *c)
+{
+    test_req_t *r = (test_req_t *)base;
+    r->log->runs++; /* the loop waits for delivery before reading it */
+    if (pthread_equal(pthread_self(), r->log->loop_thread))
+        r->log->on_loop_run++;
+    switch (r->mode) {
+    case MODE_ECHO: {
+        store_value_t p[] = {STORE_V_INT(r->index), STORE_V_TEXT("hello"),
+                             STORE_V_BLOB("\x00\x01\xff", 3), STORE_V_NULL()};
+        store_exec(c, base, &test_stmt_echo, p, 4, test_echo_row, test_finish);
+        break;
+    }
+    case MODE_ANSWER:
+        store_req_finish(c, base, r->answer);
+        break;
+    case MODE_BAD_SQL:
+        store_exec(c, base, &test_stmt_bad, NULL, 0, NULL, test_finish);
+        break;
+    case MODE_ROLLBACK:
+        store_exec(c, base, &store_stmt_begin, NULL, 0, NULL, test_after_begin);
+        break;
+    }
+}
+
+static void test_deliver(store_req_t *base)
+{
+    test_req_t *r = (test_req_t *)base;
+    test_log_t *l = r->log;
+    if (r->delivered_flag != NULL) {
+        if (*r->delivered_flag)
+            l->twice++;
+        *r->delivered_flag = true;
+    }
+    l->delivered++;
+    if (r->index != l->next)
+        l->out_of_order++;
+    l->next = r->index + 1;
+    if (!pthread_equal(pthread_self(), l->loop_thread))
+        l->off_loop++;
+    if (r->err_out != NULL)
+        *r->err_out = base->err;
+    free(r);
+}
+
+static const store_op_t test_op = {"test", test_run, test_deliver};
+
+static void test_submit(store_t *s, test_log_t *l, int index, test_mode_t mode,
+                        int answer, int *err_out, bool *flag)
+{
+    test_req_t *r = store_req_new(&test_op, sizeof(*r), 0, NULL);
+    r->log = l;
+    r->index = index;
+    r->mode = mode;
+    r->answer = answer;
+    r->err_out = err_out;
+    r->delivered_flag = flag;
+    store_submit(s, &r->base);
+}
+
+enum { REQS = 400 };
+
+/* Modes and answers mixed: each request delivers once, on the loop, in
+ * the order submitted, with its own result; run happened on the storage
+ * thread. */
+static void test_request_path_order(void **state)
+{
+    fixture_t *f = *state;
+    test_log_t l = {.loop_thread = f->loop_thread};
+    int *errs = calloc(REQS, sizeof(*errs));
+    bool *flags = calloc(REQS, sizeof(*flags));
+    assert_non_null(errs);
+    assert_non_null(flags);
+    static const int answers[] = {STORE_OK, STORE_ERR_NOT_FOUND,
+                                  STORE_ERR_EXISTS};
+
+    for (int i = 0; i < REQS; i++) {
+        errs[i] = 12345;
+        test_mode_t mode = i % 3 == 0 ? MODE_ECHO : MODE_ANSWER;
+        test_submit(f->store, &l, i, mode, answers[i % 3], &errs[i], &flags[i]);
+    }
+    assert_int_equal(l.delivered, 0); /* nothing inside the calls */
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+    assert_int_equal(l.delivered, REQS);
+    assert_int_equal(l.runs, REQS);
+    assert_int_equal(l.twice, 0);
+    assert_int_equal(l.out_of_order, 0);
+    assert_int_equal(l.off_loop, 0);
+    assert_int_equal(l.on_loop_run, 0);
+    for (int i = 0; i < REQS; i++) {
+        assert_true(flags[i]);
+        assert_int_equal(errs[i], i % 3 == 0 ? STORE_OK : answers[i % 3]);
+    }
+    free(errs);
+    free(flags);
+}
+
+/* A failing statement reaches the callback as STORE_ERR_IO, the reason
+ * goes to the logger given with store_set_logger(), and the requests
+ * around it are unaffected. A transaction rolled back leaves nothing. */
+static void test_request_path_errors(void **state)
+{
+    fixture_t *f = *state;
+    test_log_t l = {.loop_thread = f->loop_thread};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    assert_non_null(mem);
+    logger_t lg = {.level = LOG_INFO, .out = mem};
+    int errs[4] = {1, 1, 1, 1};
+
+    store_set_logger(f->store, &lg);
+    test_submit(f->store, &l, 0, MODE_ECHO, 0, &errs[0], NULL);
+    test_submit(f->store, &l, 1, MODE_BAD_SQL, 0, &errs[1], NULL);
+    test_submit(f->store, &l, 2, MODE_ROLLBACK, 0, &errs[2], NULL);
+    test_submit(f->store, &l, 3, MODE_ECHO, 0, &errs[3], NULL);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(l.delivered, 4);
+    assert_int_equal(l.out_of_order, 0);
+    assert_int_equal(errs[0], STORE_OK);
+    assert_int_equal(errs[1], STORE_ERR_IO);
+    assert_int_equal(errs[2], STORE_OK);
+    assert_int_equal(errs[3], STORE_OK);
+    result_t r;
+    do_get(f, "t.example", "ghost", &r);
+    assert_int_equal(r.err, STORE_ERR_NOT_FOUND);
+
+    /* Only the bad statement logged, once, naming itself. */
+    close_store(f);
+    fclose(mem);
+    assert_non_null(strstr(text, " error store: "));
+    assert_non_null(strstr(text, "prepare test_bad"));
+    assert_null(strstr(strstr(text, "\n") + 1, "store:"));
+    free(text);
+}
+
+/* Closing runs what was queued before the close; what comes after is
+ * answered CLOSED without running; every request is delivered once and
+ * the close's done comes last. */
+typedef struct drain {
+    test_log_t *l;
+    int delivered_at_done;
+    bool done;
+} drain_t;
+
+static void on_drain_done(void *ud)
+{
+    drain_t *d = ud;
+    d->done = true;
+    d->delivered_at_done = d->l->delivered;
+}
+
+static void test_request_path_close_drains(void **state)
+{
+    fixture_t *f = *state;
+    test_log_t l = {.loop_thread = f->loop_thread};
+    drain_t d = {.l = &l};
+    enum { BEFORE = 150, AFTER = 50 };
+    int errs[BEFORE + AFTER];
+    bool flags[BEFORE + AFTER] = {false};
+    store_t *s = f->store;
+
+    for (int i = 0; i < BEFORE; i++)
+        test_submit(s, &l, i, MODE_ECHO, 0, &errs[i], &flags[i]);
+    store_close(s, on_drain_done, &d);
+    f->store = NULL;
+    for (int i = BEFORE; i < BEFORE + AFTER; i++)
+        test_submit(s, &l, i, MODE_ANSWER, STORE_OK, &errs[i], &flags[i]);
+    assert_int_equal(l.delivered, 0);
+    assert_false(d.done);
+
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_true(d.done);
+    assert_int_equal(d.delivered_at_done, BEFORE + AFTER);
+    assert_int_equal(l.runs, BEFORE);
+    assert_int_equal(l.twice, 0);
+    assert_int_equal(l.out_of_order, 0);
+    assert_int_equal(l.off_loop, 0);
+    for (int i = 0; i < BEFORE + AFTER; i++) {
+        assert_true(flags[i]);
+        assert_int_equal(errs[i], i < BEFORE ? STORE_OK : STORE_ERR_CLOSED);
+    }
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -770,6 +1125,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unwritable_path, setup_no_store,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup_no_store,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_database_from_first_release,
+                                        setup_no_store, teardown),
+        cmocka_unit_test_setup_teardown(test_request_path_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_request_path_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_request_path_close_drains, setup,
                                         teardown),
         cmocka_unit_test(test_strerror),
     };
