@@ -145,6 +145,9 @@ static void build_stream_configs(server_t *srv)
     sc->server_secret = srv->secret;
     sc->server_secret_len = sizeof(srv->secret);
     sc->scram_iterations = c->scram_iterations;
+    /* The modules' stream features (their handlers get the session). */
+    sc->features =
+        module_registry_stream_features(srv->modules, &sc->feature_count);
 
     srv->stream_cfg_loopback = *sc;
     srv->stream_cfg_loopback.tls_required = false;

@@ -30,6 +30,8 @@ struct module_registry {
     size_t hook_count[MODULE_EV_COUNT];
     iq_entry_t *iqs;
     size_t iq_count;
+    stream_feature_t *features; /* ud = the owning module's state */
+    size_t feature_count;
 };
 
 void module_registry_free(module_registry_t *reg)
@@ -44,6 +46,7 @@ void module_registry_free(module_registry_t *reg)
     for (size_t e = 0; e < MODULE_EV_COUNT; e++)
         free(reg->hooks[e]);
     free(reg->iqs);
+    free(reg->features);
     free(reg->mods);
     free(reg);
 }
@@ -76,6 +79,28 @@ static int add_hooks(module_registry_t *reg, module_instance_t *m)
             return -1;
         v[reg->iq_count++] = (iq_entry_t){q, m};
         reg->iqs = v;
+    }
+    return 0;
+}
+
+/* After init: the rows carry the instance state as their ud. */
+static int add_stream_features(module_registry_t *reg, module_instance_t *m)
+{
+    const stream_feature_t *f = m->desc->stream_features;
+    size_t n = 0;
+    while (f != NULL && f[n].ns != NULL)
+        n++;
+    if (n == 0)
+        return 0;
+    stream_feature_t *v =
+        realloc(reg->features, (reg->feature_count + n) * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    reg->features = v;
+    for (size_t i = 0; i < n; i++) {
+        v[reg->feature_count] = f[i];
+        v[reg->feature_count].ud = m->state;
+        reg->feature_count++;
     }
     return 0;
 }
@@ -117,6 +142,10 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
             goto fail;
         }
         m->started = true;
+        if (add_stream_features(reg, m) < 0) {
+            snprintf(err, errlen, "module %s: out of memory", d->name);
+            goto fail;
+        }
     }
     return reg;
 
@@ -142,6 +171,13 @@ bool module_registry_has(const module_registry_t *reg, const char *name)
         if (strcmp(reg->mods[i].desc->name, name) == 0)
             return true;
     return false;
+}
+
+const stream_feature_t *
+module_registry_stream_features(const module_registry_t *reg, size_t *count)
+{
+    *count = reg != NULL ? reg->feature_count : 0;
+    return reg != NULL ? reg->features : NULL;
 }
 
 module_result_t module_dispatch(const module_registry_t *reg, module_event_t ev,

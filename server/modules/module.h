@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "jid/jid.h"
 #include "router/router.h"
+#include "stream/stream.h"
 #include "xml/xml.h"
 
 typedef enum module_result {
@@ -171,6 +172,13 @@ typedef struct module_desc {
      * NULL ends) and features (NULL ends); either may be NULL. */
     const module_identity_t *identities;
     const char *const *features;
+
+    /* Stream features and their top-level elements (stream management,
+     * CSI, ...): rows of lib/stream's feature table (ns NULL ends; may be
+     * NULL). The registry copies them with `ud` set to the module's
+     * instance state; c2s offers them on every client stream. A row's
+     * handle() gets the c2s session as owner_ud. */
+    const stream_feature_t *stream_features;
 } module_desc_t;
 
 /* Builds the registry from `count` descriptors, those with enabled[i] (or
@@ -192,6 +200,12 @@ size_t module_registry_count(const module_registry_t *reg);
 const module_desc_t *module_registry_desc(const module_registry_t *reg,
                                           size_t i);
 bool module_registry_has(const module_registry_t *reg, const char *name);
+
+/* The stream features of every enabled module, in list order, each with
+ * `ud` = its module's state; *count gets their number. The array belongs
+ * to the registry (and so is read-only and shared, like the registry). */
+const stream_feature_t *
+module_registry_stream_features(const module_registry_t *reg, size_t *count);
 
 /* Runs the hooks of `ev` from the highest priority down until one returns
  * MODULE_HANDLED; fills c->state/settings for each. NULL reg: PASS. */

@@ -28,6 +28,7 @@
 
 #include "base/rand.h"
 #include "modules/module.h"
+#include "stream/stanza.h"
 #include "stream/stream.h"
 
 struct router_account {
@@ -299,44 +300,16 @@ route_target_t *router_resources(router_t *r, const jid_t *user)
 
 /* ------------------------------------------------------------- replies */
 
-/* The error reply to `stanza` from `from_attr` (NULL: no 'from'). */
+/* The error reply to `stanza`, from `from_attr` (NULL: the original 'to',
+ * or none). */
 static void reply_error_from(route_target_t *to, const xml_node_t *stanza,
                              const char *from_attr, const char *type,
                              const char *condition)
 {
-    const char *stype = xml_element_attr(stanza, NULL, "type");
-    /* RFC 6120 §8.3.1: never an error in reply to an error. */
-    if (stype != NULL && strcmp(stype, "error") == 0)
-        return;
-    xml_tree_t *t = xml_tree_new();
+    xml_tree_t *t = stanza_error_reply(stanza, type, condition, from_attr);
     if (t == NULL)
-        return;
-    xml_node_t *e = xml_node_copy(t, NULL, stanza);
-    if (e == NULL) {
-        xml_tree_free(t);
-        return;
-    }
-    const char *orig_from = xml_element_attr(stanza, NULL, "from");
-    int rc = 0;
-    rc |= xml_element_set_attr(t, e, NULL, "type", "error");
-    if (from_attr != NULL)
-        rc |= xml_element_set_attr(t, e, NULL, "from", from_attr);
-    else
-        xml_element_remove_attr(e, NULL, "from");
-    if (orig_from != NULL)
-        rc |= xml_element_set_attr(t, e, NULL, "to", orig_from);
-    else
-        xml_element_remove_attr(e, NULL, "to");
-    xml_node_t *err = xml_element_new(t, e, e->ns, "error");
-    xml_node_t *c = err != NULL
-                        ? xml_element_new(t, err, STREAM_NS_STANZAS, condition)
-                        : NULL;
-    if (c == NULL || rc != 0 ||
-        xml_element_set_attr(t, err, NULL, "type", type) < 0) {
-        xml_tree_free(t);
-        return;
-    }
-    to->ops->deliver(to, e);
+        return; /* an error is never answered (RFC 6120 §8.3.1) */
+    to->ops->deliver(to, t->root);
     xml_tree_free(t);
 }
 

@@ -168,6 +168,42 @@ static const module_desc_t sessions = {
     .hooks = session_hooks,
 };
 
+static void fake_feature_handle(stream_t *s, void *owner_ud,
+                                const stream_feature_t *f, xml_tree_t *t)
+{
+    (void)s;
+    (void)owner_ud;
+    (void)f;
+    xml_tree_free(t);
+}
+
+/* Two modules with stream features (as stream management and CSI will
+ * have). */
+static const stream_feature_t sf_one_rows[] = {
+    {.ns = "urn:test:sm",
+     .name = "sm",
+     .when = STREAM_FEAT_AFTER_AUTH,
+     .handle = fake_feature_handle},
+    {.ns = "urn:test:csi", .name = "csi", .when = STREAM_FEAT_AFTER_AUTH},
+    {.ns = NULL},
+};
+static const module_desc_t sf_one = {
+    .name = "sf_one",
+    .init = fake_mod_init,
+    .fini = fake_mod_fini,
+    .stream_features = sf_one_rows,
+};
+static const stream_feature_t sf_two_rows[] = {
+    {.ns = "urn:test:two", .name = "two", .when = STREAM_FEAT_AFTER_AUTH},
+    {.ns = NULL},
+};
+static const module_desc_t sf_two = {
+    .name = "sf_two",
+    .init = fake_mod_init,
+    .fini = fake_mod_fini,
+    .stream_features = sf_two_rows,
+};
+
 /* ---------------------------------------------------------- fixture */
 
 enum { MAXMODS = 8 };
@@ -460,6 +496,40 @@ static void test_init_refused(void **state)
     e->trace.inits = e->trace.finis;
 }
 
+/* A module's stream features reach the registry's table, in list order,
+ * each carrying its module's state; a module switched off adds none. */
+static void test_stream_features(void **state)
+{
+    env_t *e = *state;
+    add(e, &sf_one, 'a', MODULE_PASS);
+    add(e, &low, 'l', MODULE_PASS);
+    add(e, &sf_two, 'b', MODULE_PASS);
+    start(e);
+    size_t n = 0;
+    const stream_feature_t *f = module_registry_stream_features(e->mods, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(f[0].ns, "urn:test:sm");
+    assert_ptr_equal(f[0].handle, fake_feature_handle);
+    assert_string_equal(f[1].ns, "urn:test:csi");
+    assert_string_equal(f[2].ns, "urn:test:two");
+    assert_non_null(f[0].ud);
+    assert_ptr_equal(f[0].ud, f[1].ud);
+    assert_ptr_not_equal(f[0].ud, f[2].ud);
+    assert_ptr_equal(((fake_state_t *)f[0].ud)->s, &e->settings[1]);
+    assert_ptr_equal(((fake_state_t *)f[2].ud)->s, &e->settings[3]);
+
+    /* sf_two off: only sf_one's rows. */
+    char err[128];
+    const module_desc_t *d[] = {&sf_one, &sf_two};
+    bool on[] = {false, false};
+    module_registry_t *r2 =
+        module_registry_new(d, 2, on, NULL, NULL, &e->log, err, sizeof(err));
+    assert_non_null(r2);
+    assert_null(module_registry_stream_features(r2, &n));
+    assert_int_equal(n, 0);
+    module_registry_free(r2);
+}
+
 /* The real modules of modules.c, as the server builds them. */
 static void test_real_ping_and_disco(void **state)
 {
@@ -525,6 +595,7 @@ int main(void)
         T(test_session_events),
         T(test_registry),
         T(test_init_refused),
+        T(test_stream_features),
         T(test_real_ping_and_disco),
     };
 #undef T
