@@ -27,6 +27,7 @@ struct starling_sync {
     char *iq_result;
     bool want_result;
     bool sending; /* inside starling_sync_send_message */
+    bool refused; /* a message error came while sending */
     struct qmsg *head, *tail;
     size_t queued;
     /* the last failure, with copies of its strings */
@@ -90,12 +91,11 @@ static void on_message(starling_client_t *c, const starling_message_t *m,
     starling_sync_t *s = ud;
     (void)c;
     /* A message error arriving while a send waits for its round trip is
-     * the answer to that send: it was refused. */
+     * the answer to that send: it was refused. The send still waits for
+     * the ping's answer, so that it cannot be taken later for the answer
+     * of another request. */
     if (m->type == STARLING_MSG_ERROR && s->sending && !s->iq_done) {
-        s->iq_done = true;
-        s->iq_ok = false;
-        simple_error(s, STARLING_ERR_STANZA, "the message was refused");
-        uv_stop(&s->loop);
+        s->refused = true;
         return;
     }
     if (s->queued >= QUEUE_MAX)
@@ -218,14 +218,19 @@ int starling_sync_send_message(starling_sync_t *s, const char *to,
         return -1;
     }
     s->sending = true;
+    s->refused = false;
     bool ok = run_until(s, &s->iq_done, timeout_ms + 100);
     s->sending = false;
+    if (!ok)
+        return -1;
+    if (s->refused) {
+        simple_error(s, STARLING_ERR_STANZA, "the message was refused");
+        return -1;
+    }
     /* The ping itself may be answered with an error (a server need not
      * implement XEP-0199); only a refused message or no answer fails. */
-    if (ok && s->failed && s->err.kind == STARLING_ERR_STANZA &&
-        strcmp(s->desc, "the message was refused") != 0)
-        s->failed = false;
-    return ok && !s->failed ? 0 : -1;
+    s->failed = false;
+    return 0;
 }
 
 int starling_sync_wait_message(starling_sync_t *s, unsigned timeout_ms,

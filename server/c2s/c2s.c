@@ -417,10 +417,11 @@ static const stream_hooks_t c2s_hooks = {
 
 /* ------------------------------------------------------- router target */
 
-static bool target_deliver(route_target_t *t, const xml_node_t *stanza)
+static bool target_deliver(route_target_t *t, route_stanza_t *st)
 {
     c2s_session_t *s = from_target(t);
-    bool ok = stream_send_element(s->stream, stanza);
+    rcbuf_t *b = route_stanza_bytes(st);
+    bool ok = stream_send_raw(s->stream, rcbuf_data(b), rcbuf_len(b));
     flush_out(s);
     return ok;
 }

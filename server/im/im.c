@@ -21,8 +21,8 @@ static bool is_type(const char *type, const char *want)
 
 /* Message to a local bare JID (RFC 6121 §8.5.2); `first` is the account's
  * first bound session, or NULL. */
-static void message_to_bare(route_target_t *from, const xml_node_t *el,
-                            route_target_t *first)
+static void message_to_bare(router_t *router, route_target_t *from,
+                            const xml_node_t *el, route_target_t *first)
 {
     const char *type = xml_element_attr(el, NULL, "type");
     if (type == NULL)
@@ -50,23 +50,31 @@ static void message_to_bare(route_target_t *from, const xml_node_t *el,
     /* §8.5.2.1.1: normal and chat go to the resources of the highest
      * non-negative priority; headline to every non-negative one. */
     bool all = strcmp(type, "headline") == 0;
+    route_stanza_t st = ROUTE_STANZA(el, router);
+    size_t n = 0;
     for (route_target_t *t = first; t != NULL; t = t->next_resource)
         if (t->available && t->priority >= 0 && (all || t->priority == best))
-            t->ops->deliver(t, el);
+            n++;
+    st.shared = n > 1;
+    for (route_target_t *t = first; t != NULL; t = t->next_resource)
+        if (t->available && t->priority >= 0 && (all || t->priority == best))
+            router_deliver(t, &st);
+    route_stanza_done(&st);
 }
 
 /* RFC 6120 §10.3.1: a message with no 'to' is handled as if sent to the
  * sender's bare JID. */
 static module_result_t message_account(module_call_t *c)
 {
-    message_to_bare(c->from, c->tree->root,
+    message_to_bare(c->router, c->from, c->tree->root,
                     router_resources(c->router, &c->from->jid));
     return MODULE_HANDLED;
 }
 
 static module_result_t message_bare(module_call_t *c)
 {
-    message_to_bare(c->from, c->tree->root, router_resources(c->router, c->to));
+    message_to_bare(c->router, c->from, c->tree->root,
+                    router_resources(c->router, c->to));
     return MODULE_HANDLED;
 }
 
@@ -81,7 +89,7 @@ static module_result_t message_full(module_call_t *c)
         router_reply_error(c->from, el, "cancel", "service-unavailable");
         return MODULE_HANDLED;
     }
-    message_to_bare(c->from, el, router_resources(c->router, c->to));
+    message_to_bare(c->router, c->from, el, router_resources(c->router, c->to));
     return MODULE_HANDLED;
 }
 
@@ -131,10 +139,14 @@ static module_result_t presence_bare(module_call_t *c)
     const xml_node_t *el = c->tree->root;
     const char *type = xml_element_attr(el, NULL, "type");
     if (type == NULL || strcmp(type, "unavailable") == 0) {
+        /* Presence that never reaches a resource is not handed back
+         * (RFC 6121 §8.5.3.2.3), so `shared` does not matter here. */
+        route_stanza_t st = ROUTE_STANZA(el, c->router);
         for (route_target_t *t = router_resources(c->router, c->to); t != NULL;
              t = t->next_resource)
             if (t->available)
-                t->ops->deliver(t, el);
+                router_deliver(t, &st);
+        route_stanza_done(&st);
     }
     return MODULE_HANDLED;
 }

@@ -274,7 +274,9 @@ void module_send(const module_call_t *c, xml_tree_t *t)
 {
     if (t == NULL)
         return;
-    c->from->ops->deliver(c->from, t->root);
+    route_stanza_t st = ROUTE_STANZA(t->root, c->router);
+    router_deliver(c->from, &st);
+    route_stanza_done(&st);
     xml_tree_free(t);
 }
 

@@ -21,12 +21,14 @@
  * No namespace and no IM rule is decided here: a new XEP is a module. */
 #include "router/router.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/rand.h"
+#include "base/xalloc.h"
 #include "modules/module.h"
 #include "stream/stanza.h"
 #include "stream/stream.h"
@@ -45,6 +47,11 @@ struct router {
     size_t nbuckets;
     size_t accounts;
     size_t sessions;
+    unsigned long serializations;
+    /* The server itself as a sender: stanzas handed back by sessions that
+     * ended are routed again from here, and what comes back to it (an
+     * error for the original sender) goes to the JID in its 'to'. */
+    route_target_t self;
 };
 
 /* ------------------------------------------------------------ registry */
@@ -61,6 +68,68 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+/* ------------------------------------------------------------ stanzas */
+
+rcbuf_t *route_stanza_bytes(route_stanza_t *st)
+{
+    if (st->bytes != NULL)
+        return st->bytes;
+    buf_t b = BUF_INIT;
+    if (xml_serialize(st->el, XML_NS_CLIENT, &b) < 0)
+        xalloc_fail(b.cap);
+    st->bytes = rcbuf_new(b.data, b.len);
+    if (st->bytes == NULL)
+        xalloc_fail(b.len);
+    buf_free(&b);
+    if (st->router != NULL)
+        st->router->serializations++;
+    return st->bytes;
+}
+
+void route_stanza_done(route_stanza_t *st)
+{
+    rcbuf_unref(st->bytes);
+    st->bytes = NULL;
+}
+
+bool router_deliver(route_target_t *t, route_stanza_t *st)
+{
+    return t->ops->deliver(t, st);
+}
+
+unsigned long router_serializations(const router_t *r)
+{
+    return r->serializations;
+}
+
+/* What the server sends as itself (the error for a stanza that came back)
+ * goes to the bound session named by its 'to'; with none there it is
+ * dropped, as a stanza to an absent resource would be. */
+static bool self_deliver(route_target_t *t, route_stanza_t *st)
+{
+    router_t *r = (router_t *)((char *)t - offsetof(router_t, self));
+    const char *to_s = xml_element_attr(st->el, NULL, "to");
+    jid_t to;
+    if (to_s == NULL || jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK)
+        return false;
+    route_target_t *dest = router_find(r, &to);
+    jid_clear(&to);
+    if (dest == NULL) {
+        LOG(r->log, LOG_DEBUG, 0, "%s from the server to %s dropped: not bound",
+            st->el->name, to_s);
+        return false;
+    }
+    return dest->ops->deliver(dest, st);
+}
+
+static void self_kick(route_target_t *t, const char *condition)
+{
+    (void)t;
+    (void)condition;
+}
+
+static const route_target_ops_t self_ops = {self_deliver, self_kick};
+
 router_t *router_new(const router_config_t *cfg, const logger_t *log)
 {
     router_t *r = calloc(1, sizeof(*r));
@@ -68,6 +137,7 @@ router_t *router_new(const router_config_t *cfg, const logger_t *log)
         return NULL;
     r->cfg = cfg;
     r->log = log;
+    r->self.ops = &self_ops;
     r->nbuckets = 64;
     r->buckets = calloc(r->nbuckets, sizeof(*r->buckets));
     if (r->buckets == NULL) {
@@ -309,7 +379,9 @@ static void reply_error_from(route_target_t *to, const xml_node_t *stanza,
     xml_tree_t *t = stanza_error_reply(stanza, type, condition, from_attr);
     if (t == NULL)
         return; /* an error is never answered (RFC 6120 §8.3.1) */
-    to->ops->deliver(to, t->root);
+    route_stanza_t st = ROUTE_STANZA(t->root, NULL);
+    to->ops->deliver(to, &st);
+    route_stanza_done(&st);
     xml_tree_free(t);
 }
 
@@ -357,7 +429,9 @@ static void route_default(router_t *r, module_call_t *c)
         /* RFC 6121 §8.5.3.1: a connected resource gets the stanza. */
         route_target_t *t = router_find(r, c->to);
         if (t != NULL) {
-            t->ops->deliver(t, el);
+            route_stanza_t st = ROUTE_STANZA(el, r);
+            t->ops->deliver(t, &st);
+            route_stanza_done(&st);
             return;
         }
     }
@@ -444,4 +518,41 @@ void router_route(router_t *r, route_target_t *from, xml_tree_t *tree)
 done:
     jid_clear(&to);
     xml_tree_free(tree);
+}
+
+void router_requeue(router_t *r, xml_tree_t *tree)
+{
+    const xml_node_t *el = tree->root;
+    const char *type = xml_element_attr(el, NULL, "type");
+    bool message = strcmp(el->name, "message") == 0;
+    bool iq_request = strcmp(el->name, "iq") == 0 &&
+                      (is_type(type, "get") || is_type(type, "set"));
+    /* Presence for a resource that is gone is dropped (RFC 6121
+     * §8.5.3.2.3), an error is never answered (RFC 6120 §8.3.1), and an
+     * IQ result has nobody left waiting for it. */
+    if (!message && !iq_request) {
+        xml_tree_free(tree);
+        return;
+    }
+    if (xml_element_attr(el, NULL, "to") == NULL) {
+        /* A message with no 'to' was for the sender's own account (RFC
+         * 6120 §10.3.1): it goes back to that bare JID. */
+        const char *from_s = xml_element_attr(el, NULL, "from");
+        jid_t from;
+        char bare[JID_FORMAT_BUF];
+        bool ok = message && from_s != NULL &&
+                  jid_parse(from_s, strlen(from_s), 0, &from) == JID_OK;
+        if (ok) {
+            ok = jid_format(&from, true, bare, sizeof(bare)) >= 0 &&
+                 xml_element_set_attr(tree, tree->root, NULL, "to", bare) == 0;
+            jid_clear(&from);
+        }
+        if (!ok) {
+            xml_tree_free(tree);
+            return;
+        }
+    }
+    LOG(r->log, LOG_DEBUG, 0, "%s for %s routed again: its session ended",
+        el->name, xml_element_attr(el, NULL, "to"));
+    router_route(r, &r->self, tree);
 }

@@ -17,15 +17,46 @@
 #include <stddef.h>
 
 #include "base/log.h"
+#include "base/rcbuf.h"
 #include "jid/jid.h"
 #include "xml/xml.h"
 
 typedef struct route_target route_target_t;
+typedef struct router router_t;
+
+/* A stanza on its way to one or more targets: the tree, and its bytes,
+ * serialized once (with jabber:client as the inherited namespace) the
+ * first time a target asks for them and then shared by every recipient —
+ * fan-out queues one reference-counted block on each connection instead
+ * of serializing per recipient (CONVENTIONS.md, I/O). */
+typedef struct route_stanza {
+    const xml_node_t *el;
+    rcbuf_t *bytes; /* NULL until route_stanza_bytes() */
+    /* Other targets get this same stanza (a message to a bare JID with
+     * several resources of equal priority, a headline): a copy that never
+     * reaches this one is not handed back to the router, since another
+     * resource received it. */
+    bool shared;
+    router_t *router; /* counts serializations; may be NULL */
+} route_stanza_t;
+
+/* A stanza for one target: el, not yet serialized. */
+#define ROUTE_STANZA(el_, r_)                                                  \
+    ((route_stanza_t){                                                         \
+        .el = (el_), .bytes = NULL, .shared = false, .router = (r_)})
+
+/* The stanza's bytes, serialized on the first call (the server's
+ * out-of-memory policy applies: it aborts). Owned by st. */
+rcbuf_t *route_stanza_bytes(route_stanza_t *st);
+/* Drops st's reference to its bytes (the connections keep theirs). */
+void route_stanza_done(route_stanza_t *st);
 
 typedef struct route_target_ops {
-    /* Sends a stanza to the session's client. Returns false when the
-     * session can no longer take stanzas (closing). */
-    bool (*deliver)(route_target_t *t, const xml_node_t *stanza);
+    /* Queues a stanza for the session's client; the bytes go out once the
+     * current input has been handled, never from inside the sender's
+     * parser callback. Returns false when the session can no longer take
+     * stanzas (closing). */
+    bool (*deliver)(route_target_t *t, route_stanza_t *stanza);
     /* Ends the session with a stream error (e.g. "conflict" when another
      * session took its resource). The router has already unbound it. */
     void (*kick)(route_target_t *t, const char *condition);
@@ -60,8 +91,6 @@ typedef struct router_config {
     const struct module_registry *modules;
 } router_config_t;
 
-typedef struct router router_t;
-
 /* The config is referenced and must outlive the router. */
 router_t *router_new(const router_config_t *cfg, const logger_t *log);
 void router_free(router_t *r);
@@ -88,6 +117,22 @@ void router_route(router_t *r, route_target_t *from, xml_tree_t *stanza);
 
 /* Number of bound sessions (for logs and tests). */
 size_t router_session_count(const router_t *r);
+
+/* Serializations made by route_stanza_bytes() for this router (tests and
+ * benchmarks: a fan-out costs one). */
+unsigned long router_serializations(const router_t *r);
+
+/* Gives t the stanza (t->ops->deliver). */
+bool router_deliver(route_target_t *t, route_stanza_t *st);
+
+/* A stanza that was queued for a session that ended before writing it (a
+ * slow reader dropped at its output cap, a reset, a conflict kick, a
+ * shutdown) comes back here, parsed from its bytes; the router takes
+ * ownership. It is routed again from the server on behalf of its sender
+ * (RFC 6121 §8.5): another resource of the recipient, or an error to the
+ * sender — never for an error, a presence or an IQ result, which are
+ * dropped as the RFC drops them for an absent resource. */
+void router_requeue(router_t *r, xml_tree_t *stanza);
 
 /* The session bound to the full JID `full`, or NULL. */
 route_target_t *router_find(router_t *r, const jid_t *full);

@@ -10,13 +10,17 @@
 
 #include "stream/stream.h"
 
-static bool fake_deliver(route_target_t *t, const xml_node_t *stanza)
+/* Keeps a copy of the tree and a reference to the shared bytes, as a
+ * connection's queue would. */
+static bool fake_deliver(route_target_t *t, route_stanza_t *st)
 {
     fake_target_t *f = (fake_target_t *)(void *)t;
     assert_true(f->ngot < FAKE_MAX_GOT);
     xml_tree_t *copy = xml_tree_new();
     assert_non_null(copy);
-    assert_non_null(xml_node_copy(copy, NULL, stanza));
+    assert_non_null(xml_node_copy(copy, NULL, st->el));
+    f->bytes[f->ngot] = rcbuf_ref(route_stanza_bytes(st));
+    f->shared[f->ngot] = st->shared;
     f->got[f->ngot++] = copy;
     return true;
 }
@@ -38,8 +42,10 @@ void fake_init(fake_target_t *f, unsigned long conn)
 
 void fake_clear(fake_target_t *f)
 {
-    for (size_t i = 0; i < f->ngot; i++)
+    for (size_t i = 0; i < f->ngot; i++) {
         xml_tree_free(f->got[i]);
+        rcbuf_unref(f->bytes[i]);
+    }
     f->ngot = 0;
 }
 

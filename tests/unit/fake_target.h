@@ -14,6 +14,8 @@ enum { FAKE_MAX_GOT = 16 };
 typedef struct fake_target {
     route_target_t t;              /* first: the router's pointer is ours */
     xml_tree_t *got[FAKE_MAX_GOT]; /* copies, in order */
+    rcbuf_t *bytes[FAKE_MAX_GOT];  /* the serialized blocks given, held */
+    bool shared[FAKE_MAX_GOT];     /* route_stanza_t.shared of each */
     size_t ngot;
     char kicked[48]; /* "" until kicked */
 } fake_target_t;

@@ -372,6 +372,106 @@ static void test_full_absent(void **state)
     assert_int_equal(e->b1.ngot, 1);
 }
 
+/* Serialize once: a headline to a bare JID with three available resources
+ * is serialized one time, and the three connections queue the same
+ * block. */
+static void test_fanout_serialized_once(void **state)
+{
+    env_t *e = *state;
+    bind_all(e);
+    fake_available(e->r, &e->b1, 0);
+    fake_available(e->r, &e->b2, 0);
+    fake_available(e->r, &e->b3, 5);
+    unsigned long before = router_serializations(e->r);
+    fake_send(e->r, &e->a,
+              "<message type='headline' to='bob@localhost' id='h'>"
+              "<body>news</body></message>");
+    assert_int_equal(router_serializations(e->r) - before, 1);
+    assert_int_equal(e->b1.ngot, 1);
+    assert_int_equal(e->b2.ngot, 1);
+    assert_int_equal(e->b3.ngot, 1);
+    assert_ptr_equal(e->b1.bytes[0], e->b2.bytes[0]);
+    assert_ptr_equal(e->b1.bytes[0], e->b3.bytes[0]);
+    /* The three queues hold it; the router let go of its own reference. */
+    assert_int_equal(rcbuf_refs(e->b1.bytes[0]), 3);
+    assert_true(e->b1.shared[0] && e->b3.shared[0]);
+    assert_non_null(strstr(rcbuf_data(e->b1.bytes[0]), "<body>news</body>"));
+    assert_non_null(
+        strstr(rcbuf_data(e->b1.bytes[0]), "from='alice@localhost/a'"));
+    /* A chat message reaches only b3 (highest priority): not shared. */
+    fake_send(e->r, &e->a, "<message type='chat' to='bob@localhost'/>");
+    assert_int_equal(e->b3.ngot, 2);
+    assert_false(e->b3.shared[1]);
+    assert_int_equal(router_serializations(e->r) - before, 2);
+}
+
+/* A stanza handed back by a session that ended is routed again from the
+ * server on behalf of its sender (issue: nothing queued is lost). */
+static void test_requeue(void **state)
+{
+    env_t *e = *state;
+    bind_all(e);
+    fake_available(e->r, &e->a, 0);
+    fake_available(e->r, &e->b2, 1);
+    /* b1 ended with a chat message for it still queued: another resource
+     * takes it (§8.5.3.2.1), with alice's 'from' kept. */
+    router_unbind(e->r, &e->b1.t);
+    router_requeue(e->r, fake_parse("<message type='chat' id='m1' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'><body>1</body>"
+                                    "</message>"));
+    assert_int_equal(e->b2.ngot, 1);
+    assert_string_equal(fake_attr(fake_got(&e->b2, 0), "id"), "m1");
+    assert_string_equal(fake_attr(fake_got(&e->b2, 0), "from"),
+                        "alice@localhost/a");
+    /* No resource of bob left: the sender gets service-unavailable. */
+    router_unbind(e->r, &e->b2.t);
+    router_unbind(e->r, &e->b3.t);
+    router_requeue(e->r, fake_parse("<message type='chat' id='m2' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost'/>"));
+    assert_int_equal(e->a.ngot, 1);
+    expect_error(&e->a, 0, "service-unavailable", "bob@localhost");
+    assert_string_equal(fake_attr(fake_got(&e->a, 0), "id"), "m2");
+    assert_string_equal(fake_attr(fake_got(&e->a, 0), "to"),
+                        "alice@localhost/a");
+    /* An IQ request gets its error too (§8.5.3.2.2). */
+    router_requeue(e->r, fake_parse("<iq type='get' id='q1' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'><query "
+                                    "xmlns='urn:x'/></iq>"));
+    assert_int_equal(e->a.ngot, 2);
+    expect_error(&e->a, 1, "service-unavailable", "bob@localhost/b1");
+    /* Dropped as the RFCs drop them: presence, errors, IQ results,
+     * headlines to nobody. */
+    router_requeue(e->r, fake_parse("<presence from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'/>"));
+    router_requeue(e->r, fake_parse("<message type='error' id='e' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'/>"));
+    router_requeue(e->r, fake_parse("<iq type='result' id='r' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'/>"));
+    router_requeue(e->r, fake_parse("<message type='headline' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost/b1'/>"));
+    assert_int_equal(e->a.ngot, 2);
+    /* The sender gone too: the error has nowhere to go and is dropped. */
+    router_unbind(e->r, &e->a.t);
+    router_requeue(e->r, fake_parse("<message type='chat' id='m3' "
+                                    "from='alice@localhost/a' "
+                                    "to='bob@localhost'/>"));
+    assert_int_equal(e->a.ngot, 2);
+    /* A message to one's own account (no 'to') goes back to that bare
+     * JID. */
+    fake_bind(e->r, &e->b1, "bob@localhost", "b1");
+    fake_available(e->r, &e->b1, 0);
+    router_requeue(e->r, fake_parse("<message type='chat' id='m4' "
+                                    "from='bob@localhost/old'/>"));
+    assert_int_equal(e->b1.ngot, 1);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 0), "to"), "bob@localhost");
+}
+
 static void test_conflict_new_wins(void **state)
 {
     env_t *e = *state;
@@ -473,6 +573,8 @@ int main(void)
         T(test_bare_presence_and_iq),
         T(test_full_present),
         T(test_full_absent),
+        T(test_fanout_serialized_once),
+        T(test_requeue),
         T(test_conflict_new_wins),
         cmocka_unit_test_setup_teardown(test_conflict_old_wins, setup_old_wins,
                                         teardown),
