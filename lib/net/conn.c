@@ -328,8 +328,8 @@ static void flush(conn_t *c)
         return;
     }
     c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, c->bufs, c->nbufs,
-                      on_write);
+    int rc =
+        uv_write(&c->wreq, (uv_stream_t *)&c->tcp, c->bufs, c->nbufs, on_write);
     if (rc < 0) {
         blocks_free(c->inflight);
         c->inflight = NULL;
@@ -384,8 +384,7 @@ static void take_blocks(conn_t *c, bool only_raw)
     while (*tailp != NULL)
         tailp = &(*tailp)->next;
     while (c->head != NULL && c->nbufs < WRITE_MAX_BUFS &&
-           c->inflight_bytes < WRITE_MAX_BYTES &&
-           (!only_raw || c->head->raw)) {
+           c->inflight_bytes < WRITE_MAX_BYTES && (!only_raw || c->head->raw)) {
         conn_block_t *b = queue_pop(c);
         add_buf(c, block_data(b), block_len(b));
         *tailp = b;
@@ -677,8 +676,8 @@ static void finish_close(conn_t *c)
     if (c->handles_closed)
         return;
     c->sreq.data = c;
-    if (c->broken || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp,
-                                 on_shutdown) != 0)
+    if (c->broken ||
+        uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
         close_handles(c);
 }
 
@@ -754,8 +753,7 @@ static void note_peer(conn_t *c)
     if (c->peer.ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)&c->peer, c->addr, sizeof(c->addr));
     else if (c->peer.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->addr,
-                    sizeof(c->addr));
+        uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->addr, sizeof(c->addr));
 }
 
 int conn_accept(conn_t *c, uv_stream_t *listener)

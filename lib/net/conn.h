@@ -84,10 +84,10 @@ typedef struct conn_events {
 } conn_events_t;
 
 typedef struct conn_opts {
-    size_t soft_limit; /* bytes queued + in flight; 0: none */
-    size_t hard_limit; /* 0: none */
-    size_t rate_limit; /* bytes per second read; 0: none */
-    size_t rate_burst; /* bucket size (>= one read to be useful) */
+    size_t soft_limit;  /* bytes queued + in flight; 0: none */
+    size_t hard_limit;  /* 0: none */
+    size_t rate_limit;  /* bytes per second read; 0: none */
+    size_t rate_burst;  /* bucket size (>= one read to be useful) */
     unsigned linger_ms; /* conn_close after an overflow; 0: 10 s */
     /* Where reads land. A loop-wide buffer serves every connection of the
      * loop (libuv calls the read callback before the next allocation);

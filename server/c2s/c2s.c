@@ -508,8 +508,8 @@ static void on_conn_overflow(void *ud)
 {
     c2s_session_t *s = ud;
     LOG(&s->srv->log, LOG_WARN, s->target.conn,
-        "client does not read; %zu bytes queued: dropping it",
-        conn_queued(s->conn));
+        "client does not read; over %d bytes queued: dropping it",
+        OUT_HARD_LIMIT);
     stream_error(s->stream, "policy-violation",
                  "Your client does not read what the server sends");
     session_end(s, false);
