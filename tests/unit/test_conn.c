@@ -70,7 +70,7 @@ typedef struct side {
     /* overflow: the tags of the detached blocks, in order */
     long unsent_first, unsent_last, unsent_count;
     bool unsent_in_order;
-    const char *final; /* queued during the overflow event */
+    const char *final;  /* queued during the overflow event */
     unsigned linger_ms; /* conn_close during the overflow event */
     bool close_on_error;
 } side_t;
@@ -193,9 +193,8 @@ static void net_open(net_t *n, const conn_opts_t *server_opts)
         uv_tcp_bind(&n->listener, (const struct sockaddr *)&n->addr, 0), 0);
     int len = sizeof(n->addr);
     uv_tcp_getsockname(&n->listener, (struct sockaddr *)&n->addr, &len);
-    assert_int_equal(uv_listen((uv_stream_t *)&n->listener, 8,
-                               on_listener_conn),
-                     0);
+    assert_int_equal(
+        uv_listen((uv_stream_t *)&n->listener, 8, on_listener_conn), 0);
 }
 
 /* Runs the loop until *flag or 10 s pass. */
