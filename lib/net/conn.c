@@ -21,6 +21,7 @@ typedef struct conn_block {
     buf_t own;
     void *tag;
     bool raw;
+    bool whole; /* one unit (a stanza): nothing is appended to it */
 } conn_block_t;
 
 /* A layer turns socket bytes into owner plaintext (input) and queued
@@ -561,15 +562,16 @@ static void after_queue(conn_t *c)
     flush(c);
 }
 
-int conn_write(conn_t *c, const void *data, size_t len)
+static int write_owned(conn_t *c, const void *data, size_t len, bool merge,
+                       void *tag)
 {
     if (c->closing || c->broken)
         return CONN_ERR_CLOSED;
     if (len == 0)
         return CONN_OK;
     conn_block_t *t = c->tail;
-    if (t != NULL && t->shared == NULL && t->tag == NULL && !t->raw &&
-        t->own.len + len <= OWN_COALESCE) {
+    if (merge && t != NULL && t->shared == NULL && t->tag == NULL && !t->raw &&
+        !t->whole && t->own.len + len <= OWN_COALESCE) {
         if (buf_append(&t->own, data, len) < 0)
             return CONN_ERR_NOMEM;
         c->queued += len;
@@ -581,10 +583,22 @@ int conn_write(conn_t *c, const void *data, size_t len)
             free(b);
             return CONN_ERR_NOMEM;
         }
+        b->tag = tag;
+        b->whole = !merge;
         enqueue(c, b);
     }
     after_queue(c);
     return CONN_OK;
+}
+
+int conn_write(conn_t *c, const void *data, size_t len)
+{
+    return write_owned(c, data, len, true, NULL);
+}
+
+int conn_write_block(conn_t *c, const void *data, size_t len, void *tag)
+{
+    return write_owned(c, data, len, false, tag);
 }
 
 int conn_send_shared_tagged(conn_t *c, rcbuf_t *rb, void *tag)

@@ -139,13 +139,16 @@ int conn_peer_names(conn_t *c, char ***names);
  * broken: dropped) or CONN_ERR_NOMEM. Crossing the hard limit is reported
  * through `overflow`, not by the return value. */
 int conn_write(conn_t *c, const void *data, size_t len);
+/* Queues bytes (copied) as a block of their own, never merged with
+ * neighbours: one stanza that conn_unsent_walk() can show back whole. */
+int conn_write_block(conn_t *c, const void *data, size_t len, void *tag);
 /* Queues a shared block (takes a reference) with an opaque tag that
  * conn_unsent_walk() shows back. */
 int conn_send_shared(conn_t *c, rcbuf_t *b);
 int conn_send_shared_tagged(conn_t *c, rcbuf_t *b, void *tag);
 
 /* During `overflow`: calls fn for every detached block, in queue order,
- * with its bytes and tag (NULL for owned bytes). */
+ * with its bytes and tag (NULL for owned bytes unless given). */
 typedef void (*conn_unsent_cb)(void *arg, const char *data, size_t len,
                                void *tag);
 void conn_unsent_walk(conn_t *c, conn_unsent_cb fn, void *arg);

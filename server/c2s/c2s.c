@@ -68,6 +68,7 @@ struct c2s_session {
     bool timer_closed;
     unsigned pending; /* async requests that refer to this session */
     bool auth_delay;  /* a SASL failure is being held back (paused read) */
+    bool delivering;  /* inside target_deliver: one stanza per block */
     char account[JID_FORMAT_BUF]; /* node@domain of the last SASL lookup */
 };
 
@@ -227,7 +228,13 @@ static void session_after_stream(c2s_session_t *s)
 static void hook_send(void *ud, const char *data, size_t len)
 {
     c2s_session_t *s = ud;
-    if (s->conn != NULL)
+    if (s->conn == NULL)
+        return;
+    /* A routed stanza stays one block in the queue, so that what was never
+     * written can be walked stanza by stanza (on_conn_overflow). */
+    if (s->delivering)
+        conn_write_block(s->conn, data, len, NULL);
+    else
         conn_write(s->conn, data, len);
 }
 
@@ -405,7 +412,10 @@ static const stream_hooks_t c2s_hooks = {
 static bool target_deliver(route_target_t *t, const xml_node_t *stanza)
 {
     c2s_session_t *s = from_target(t);
-    return stream_send_element(s->stream, stanza);
+    s->delivering = true;
+    bool ok = stream_send_element(s->stream, stanza);
+    s->delivering = false;
+    return ok;
 }
 
 static void target_kick(route_target_t *t, const char *condition)
@@ -504,12 +514,24 @@ static void on_conn_soft_limit(void *ud, bool over)
  * unwritten stanzas are detached (a later step hands them back to the
  * router), and the client is told why before it is dropped (issue 7,
  * item 7; RFC 6120 §4.9.3.12). */
+static void count_unsent(void *arg, const char *data, size_t len, void *tag)
+{
+    size_t *n = arg;
+    (void)data;
+    (void)tag;
+    n[0]++;
+    n[1] += len;
+}
+
 static void on_conn_overflow(void *ud)
 {
     c2s_session_t *s = ud;
+    size_t unsent[2] = {0, 0};
+    conn_unsent_walk(s->conn, count_unsent, unsent);
     LOG(&s->srv->log, LOG_WARN, s->target.conn,
-        "client does not read; over %d bytes queued: dropping it",
-        OUT_HARD_LIMIT);
+        "client does not read; over %d bytes queued: dropping it "
+        "(%zu stanzas, %zu bytes never written)",
+        OUT_HARD_LIMIT, unsent[0], unsent[1]);
     stream_error(s->stream, "policy-violation",
                  "Your client does not read what the server sends");
     session_end(s, false);

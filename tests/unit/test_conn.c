@@ -475,11 +475,18 @@ static void test_backpressure(void **state)
     long i;
     for (i = 0; i < 100000 && !n.server.overflowed; i++) {
         fill_block(block, BLOCK, i);
-        rcbuf_t *b = rcbuf_new(block, BLOCK);
-        assert_int_equal(
-            conn_send_shared_tagged(n.server.conn, b, (void *)(intptr_t)i),
-            CONN_OK);
-        rcbuf_unref(b);
+        /* Shared blocks and owned whole blocks, alternately. */
+        if (i % 2 == 0) {
+            assert_int_equal(conn_write_block(n.server.conn, block, BLOCK,
+                                              (void *)(intptr_t)i),
+                             CONN_OK);
+        } else {
+            rcbuf_t *b = rcbuf_new(block, BLOCK);
+            assert_int_equal(
+                conn_send_shared_tagged(n.server.conn, b, (void *)(intptr_t)i),
+                CONN_OK);
+            rcbuf_unref(b);
+        }
         uv_run(&n.loop, UV_RUN_NOWAIT);
     }
     assert_true(n.server.overflowed);
