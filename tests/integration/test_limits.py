@@ -279,5 +279,85 @@ class PerAddress(harness.ServerTestCase):
             t.join(10)
 
 
+class PerAddressCounts(harness.ServerTestCase):
+    """limits.max_connections_per_address and
+    max_unauthenticated_per_address, small: the connection over either
+    limit gets <policy-violation/> at once; an authenticated connection no
+    longer counts as unfinished, a closed one no longer counts at all."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(c2s={'allow_plain_loopback': True},
+                         limits={'max_connections_per_address': 3,
+                                 'max_unauthenticated_per_address': 2})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def opened(self):
+        c = self.track(harness.Client(self.srv.port))
+        c.open_stream()
+        return c
+
+    def refused(self, why):
+        c = self.track(harness.Client(self.srv.port))
+        c.open_stream(features=False)
+        el = c.expect_stream_error('policy-violation')
+        self.assertIn(why, el.findtext(q(harness.NS_STREAM_ERR, 'text')))
+
+    def test_counts(self):
+        srv = self.srv
+        mark = len(srv.lines)
+        c1 = self.opened()
+        self.opened()
+        self.refused('too many unauthenticated connections')
+        c1.close()
+        srv.wait_log(r'connection freed', start=mark)
+        mark = len(srv.lines)
+        # c4 authenticates: it keeps counting as a connection only.
+        c4 = self.opened()
+        res = c4.auth_scram('alice', srv.users['alice@localhost'])
+        self.assertEqual(res.tag, q(NS_SASL, 'success'))
+        self.opened()
+        self.refused('too many connections from your address')
+        # Another address has its own counts.
+        c = self.track(harness.Client(srv.port, source='127.0.0.2'))
+        c.open_stream()
+        self.assertIsNotNone(c.features)
+
+
+class PerAccount(harness.ServerTestCase):
+    """A failure count per account as well as per address: guesses at one
+    account from a second address are held back by the failures the first
+    address made (sasl.auth_failure_delay 1 s per recent failure)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(c2s={'allow_plain_loopback': True},
+                         sasl={'auth_failure_delay': 1.0})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def fail_once(self, source, user):
+        c = self.track(harness.Client(self.srv.port, source=source))
+        c.open_stream()
+        t0 = time.monotonic()
+        res = c.auth_scram(user, 'wrong password')
+        self.assertEqual(res.tag, q(NS_SASL, 'failure'))
+        c.close()
+        return time.monotonic() - t0
+
+    def test_failures_per_account(self):
+        self.assertLess(self.fail_once('127.0.0.1', 'bob'), 0.9)
+        self.assertGreaterEqual(self.fail_once('127.0.0.1', 'bob'), 0.9)
+        # A new address, the same account: two recent failures, 2 s.
+        self.assertGreaterEqual(self.fail_once('127.0.0.3', 'bob'), 1.9)
+        # A new address and another account: no delay.
+        self.assertLess(self.fail_once('127.0.0.4', 'carol'), 0.9)
+
+
 if __name__ == '__main__':
     harness.main()
