@@ -40,9 +40,14 @@ struct conn {
     uv_loop_t *loop;
     uv_tcp_t tcp;
     uv_timer_t timer; /* pause (open) or linger (closing) */
-    uv_connect_t creq;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    /* One request at a time: the connect comes first, the shutdown only
+     * once no write is in flight; sharing the memory keeps an idle
+     * connection small. */
+    union {
+        uv_connect_t connect;
+        uv_write_t write;
+        uv_shutdown_t shutdown;
+    } req;
     const conn_layer_t *layer;
     conn_events_t ev;
     void *ud;
@@ -55,7 +60,7 @@ struct conn {
     conn_block_t *inflight;    /* blocks of the write in flight */
     buf_t wire;                /* TLS: ciphertext of the write in flight */
     size_t inflight_bytes;
-    uv_buf_t bufs[WRITE_MAX_BUFS];
+    uv_buf_t *bufs; /* WRITE_MAX_BUFS while writing, else NULL */
     unsigned nbufs;
     conn_block_t *unsent; /* detached at overflow, during the event only */
 
@@ -67,12 +72,11 @@ struct conn {
     uint64_t tokens_ms;
     uint64_t paused_until;
 
-    bool want_read, reading, paused;
+    bool want_read, reading, paused, connecting;
     bool writing, closing, broken, handles_closed, shutting_down;
-    bool soft_over, overflowing;
+    bool soft_over, overflowing, nomem;
     int handles_open;
     char addr[48];
-    struct sockaddr_storage peer;
 };
 
 const char *conn_strerror(int err)
@@ -150,6 +154,7 @@ static void on_handle_closed(uv_handle_t *h)
     blocks_free(c->head);
     blocks_free(c->inflight);
     buf_free(&c->wire);
+    free(c->bufs);
     tls_conn_free(c->tls);
     free(c->own_read_buf);
     free(c);
@@ -321,16 +326,31 @@ static void flush(conn_t *c)
     c->nbufs = 0;
     c->inflight_bytes = 0;
     c->layer->output(c);
+    if (c->nomem) {
+        /* No memory to describe the write: as if the write failed. */
+        blocks_free(c->inflight);
+        c->inflight = NULL;
+        c->inflight_bytes = 0;
+        c->broken = true;
+        if (c->closing)
+            close_handles(c);
+        else if (c->ev.error != NULL)
+            c->ev.error(c->ud, CONN_ERR_NOMEM);
+        return;
+    }
     if (c->nbufs == 0) {
-        buf_free(&c->wire); /* an idle connection holds no buffer */
+        /* An idle connection holds no buffer. */
+        buf_free(&c->wire);
+        free(c->bufs);
+        c->bufs = NULL;
         check_soft(c);
         if (c->closing)
             finish_close(c);
         return;
     }
-    c->wreq.data = c;
-    int rc =
-        uv_write(&c->wreq, (uv_stream_t *)&c->tcp, c->bufs, c->nbufs, on_write);
+    c->req.write.data = c;
+    int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, c->bufs, c->nbufs,
+                      on_write);
     if (rc < 0) {
         blocks_free(c->inflight);
         c->inflight = NULL;
@@ -372,6 +392,12 @@ static void on_write(uv_write_t *req, int status)
 
 static void add_buf(conn_t *c, const char *data, size_t len)
 {
+    /* Taken only while writing, so that an idle connection is small. */
+    if (c->bufs == NULL &&
+        (c->bufs = malloc(WRITE_MAX_BUFS * sizeof(*c->bufs))) == NULL) {
+        c->nomem = true;
+        return;
+    }
     /* libuv only reads the bytes of a write; its type is not const. */
     c->bufs[c->nbufs++] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
     c->inflight_bytes += len;
@@ -385,7 +411,8 @@ static void take_blocks(conn_t *c, bool only_raw)
     while (*tailp != NULL)
         tailp = &(*tailp)->next;
     while (c->head != NULL && c->nbufs < WRITE_MAX_BUFS &&
-           c->inflight_bytes < WRITE_MAX_BYTES && (!only_raw || c->head->raw)) {
+           c->inflight_bytes < WRITE_MAX_BYTES && !c->nomem &&
+           (!only_raw || c->head->raw)) {
         conn_block_t *b = queue_pop(c);
         add_buf(c, block_data(b), block_len(b));
         *tailp = b;
@@ -689,9 +716,9 @@ static void finish_close(conn_t *c)
 {
     if (c->handles_closed)
         return;
-    c->sreq.data = c;
-    if (c->broken ||
-        uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    c->req.shutdown.data = c;
+    if (c->broken || c->connecting ||
+        uv_shutdown(&c->req.shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
         close_handles(c);
 }
 
@@ -761,13 +788,12 @@ void conn_set_limits(conn_t *c, size_t soft, size_t hard)
 
 static void note_peer(conn_t *c)
 {
-    int len = sizeof(c->peer);
-    memset(&c->peer, 0, sizeof(c->peer));
-    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
-    if (c->peer.ss_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)&c->peer, c->addr, sizeof(c->addr));
-    else if (c->peer.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->addr, sizeof(c->addr));
+    struct sockaddr_storage ss;
+    conn_peer_sockaddr(c, &ss);
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, c->addr, sizeof(c->addr));
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, c->addr, sizeof(c->addr));
 }
 
 int conn_accept(conn_t *c, uv_stream_t *listener)
@@ -783,6 +809,7 @@ int conn_accept(conn_t *c, uv_stream_t *listener)
 static void on_connect(uv_connect_t *req, int status)
 {
     conn_t *c = req->data;
+    c->connecting = false;
     if (status == 0 && !c->closing) {
         uv_tcp_nodelay(&c->tcp, 1);
         note_peer(c);
@@ -797,8 +824,10 @@ int conn_connect(conn_t *c, const struct sockaddr *sa, conn_connect_cb cb,
 {
     c->connect_cb = cb;
     c->connect_ud = ud;
-    c->creq.data = c;
-    return uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    c->req.connect.data = c;
+    int rc = uv_tcp_connect(&c->req.connect, &c->tcp, sa, on_connect);
+    c->connecting = rc == 0;
+    return rc;
 }
 
 const char *conn_peer_addr(const conn_t *c)
@@ -806,7 +835,9 @@ const char *conn_peer_addr(const conn_t *c)
     return c->addr;
 }
 
-const struct sockaddr_storage *conn_peer_sockaddr(const conn_t *c)
+void conn_peer_sockaddr(const conn_t *c, struct sockaddr_storage *out)
 {
-    return &c->peer;
+    int len = sizeof(*out);
+    memset(out, 0, sizeof(*out));
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)out, &len);
 }

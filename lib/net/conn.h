@@ -107,13 +107,14 @@ void conn_set_limits(conn_t *c, size_t soft, size_t hard);
 
 int conn_accept(conn_t *c, uv_stream_t *listener);
 typedef void (*conn_connect_cb)(conn_t *c, int status, void *ud);
-/* Connects to sa; cb gets 0 or a libuv error. */
+/* Connects to sa; cb gets 0 or a libuv error. Nothing may be written
+ * before it succeeded. */
 int conn_connect(conn_t *c, const struct sockaddr *sa, conn_connect_cb cb,
                  void *ud);
 
 /* The peer's address, "" when unknown. */
 const char *conn_peer_addr(const conn_t *c);
-const struct sockaddr_storage *conn_peer_sockaddr(const conn_t *c);
+void conn_peer_sockaddr(const conn_t *c, struct sockaddr_storage *out);
 
 void conn_read_start(conn_t *c);
 void conn_read_stop(conn_t *c);

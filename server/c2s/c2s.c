@@ -630,10 +630,11 @@ static void on_connection(uv_stream_t *server_handle, int status)
         uv_close((uv_handle_t *)&s->timer, on_timer_closed);
         return;
     }
-    const struct sockaddr_storage *ss = conn_peer_sockaddr(s->conn);
+    struct sockaddr_storage ss;
+    conn_peer_sockaddr(s->conn, &ss);
     if (l->direct_tls)
         s->stream_cfg = &srv->stream_cfg_direct;
-    else if (srv->cfg->allow_plain_loopback && is_loopback(ss))
+    else if (srv->cfg->allow_plain_loopback && is_loopback(&ss))
         s->stream_cfg = &srv->stream_cfg_loopback;
     else
         s->stream_cfg = &srv->stream_cfg;
