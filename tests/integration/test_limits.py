@@ -296,9 +296,14 @@ class PerAddressCounts(harness.ServerTestCase):
         cls.srv.stop()
 
     def opened(self):
+        """A connection that got its features; returns it and its id in
+        the server's log."""
+        mark = len(self.srv.lines)
         c = self.track(harness.Client(self.srv.port))
         c.open_stream()
-        return c
+        conn = self.srv.wait_log(r'\[(c\d+)\] connection from',
+                                 start=mark).group(1)
+        return c, conn
 
     def refused(self, why):
         c = self.track(harness.Client(self.srv.port))
@@ -308,15 +313,13 @@ class PerAddressCounts(harness.ServerTestCase):
 
     def test_counts(self):
         srv = self.srv
-        mark = len(srv.lines)
-        c1 = self.opened()
+        c1, id1 = self.opened()
         self.opened()
         self.refused('too many unauthenticated connections')
         c1.close()
-        srv.wait_log(r'connection freed', start=mark)
-        mark = len(srv.lines)
+        srv.wait_log(r'\[%s\] connection freed' % id1)
         # c4 authenticates: it keeps counting as a connection only.
-        c4 = self.opened()
+        c4, _ = self.opened()
         res = c4.auth_scram('alice', srv.users['alice@localhost'])
         self.assertEqual(res.tag, q(NS_SASL, 'success'))
         self.opened()
