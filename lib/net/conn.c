@@ -780,12 +780,6 @@ void conn_set_owner(conn_t *c, const conn_events_t *ev, void *ud)
     c->ud = ud;
 }
 
-void conn_set_limits(conn_t *c, size_t soft, size_t hard)
-{
-    c->o.soft_limit = soft;
-    c->o.hard_limit = hard;
-}
-
 static void note_peer(conn_t *c)
 {
     struct sockaddr_storage ss;

@@ -103,7 +103,6 @@ conn_t *conn_new(uv_loop_t *loop, const conn_opts_t *o, const conn_events_t *ev,
 /* Hands the connection (and its events) to a new owner, e.g. from the
  * connector to the client. */
 void conn_set_owner(conn_t *c, const conn_events_t *ev, void *ud);
-void conn_set_limits(conn_t *c, size_t soft, size_t hard);
 
 int conn_accept(conn_t *c, uv_stream_t *listener);
 typedef void (*conn_connect_cb)(conn_t *c, int status, void *ud);

@@ -551,10 +551,8 @@ static void on_conn_closed(void *ud)
 {
     c2s_session_t *s = ud;
     s->conn = NULL;
-    if (!s->closing) {
-        stream_abort(s->stream);
-        session_close(s);
-    }
+    if (!s->closing)
+        session_end(s, false); /* closed under us: a write failed */
     session_maybe_free(s);
 }
 
