@@ -20,10 +20,12 @@ typedef struct c2s_addr c2s_addr_t;
 
 /* Recent SASL failures per client address and per account, to slow down
  * guessing. Small fixed tables: an attacker with many addresses or
- * accounts only evicts entries, and eviction only forgets a delay. */
+ * accounts only evicts entries, and eviction only forgets a delay. A key
+ * longer than the slot is cut; accounts that share the first 127 bytes
+ * then share a count, which only delays failures. */
 enum { AUTH_SLOTS = 256 };
 typedef struct auth_slot {
-    char key[JID_FORMAT_BUF]; /* an address, or node@domain */
+    char key[128]; /* an address, or node@domain */
     unsigned failures;
     uint64_t last_ms;
 } auth_slot_t;

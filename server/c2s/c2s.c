@@ -69,7 +69,7 @@ struct c2s_session {
     unsigned pending; /* async requests that refer to this session */
     bool auth_delay;  /* a SASL failure is being held back (paused read) */
     bool delivering;  /* inside target_deliver: one stanza per block */
-    char account[JID_FORMAT_BUF]; /* node@domain of the last SASL lookup */
+    char *account;    /* node@domain of the last SASL lookup, or NULL */
 };
 
 static void session_close(c2s_session_t *s);
@@ -152,6 +152,7 @@ static void session_maybe_free(c2s_session_t *s)
     stream_free(s->stream);
     session_authenticated(s);
     addr_release(srv, s->addr_entry);
+    free(s->account);
     LOG(&srv->log, LOG_DEBUG, s->target.conn, "connection freed");
     free(s);
 }
@@ -271,7 +272,13 @@ static void on_account(void *ud, int err, const store_account_t *a)
 static void hook_lookup_account(void *ud, const char *domain, const char *node)
 {
     c2s_session_t *s = ud;
-    snprintf(s->account, sizeof(s->account), "%s@%s", node, domain);
+    /* Heap, not an array: an idle session stays small (a JID can be 3 KiB
+     * long); failing to note it only skips the per-account count. */
+    free(s->account);
+    size_t n = strlen(node) + strlen(domain) + 2;
+    s->account = malloc(n);
+    if (s->account != NULL)
+        snprintf(s->account, n, "%s@%s", node, domain);
     s->pending++;
     store_account_get(s->srv->store, domain, node, on_account, s);
 }
@@ -332,7 +339,8 @@ static unsigned count_failure(auth_slot_t *slots, const char *key, uint64_t now)
     for (const char *p = key; *p != '\0'; p++)
         h = h * 31 + (unsigned char)*p;
     auth_slot_t *slot = &slots[h % AUTH_SLOTS];
-    if (strcmp(slot->key, key) != 0 || now - slot->last_ms > 600000) {
+    if (strncmp(slot->key, key, sizeof(slot->key) - 1) != 0 ||
+        now - slot->last_ms > 600000) {
         snprintf(slot->key, sizeof(slot->key), "%s", key);
         slot->failures = 0;
     }
@@ -355,7 +363,7 @@ static unsigned hook_auth_failed(void *ud)
     uint64_t now = uv_now(srv->loop);
     unsigned by_addr = count_failure(srv->auth_slots, session_addr(s), now);
     unsigned by_account = 0;
-    if (s->account[0] != '\0')
+    if (s->account != NULL)
         by_account = count_failure(srv->account_slots, s->account, now);
     unsigned n = by_addr > by_account ? by_addr : by_account;
     double delay = srv->cfg->auth_failure_delay * n;
@@ -364,7 +372,7 @@ static unsigned hook_auth_failed(void *ud)
     LOG(&srv->log, LOG_INFO, s->target.conn,
         "authentication failed from %s for %s (%u recent from the address, "
         "%u for the account); answering in %.1f s",
-        session_addr(s), s->account[0] ? s->account : "?", by_addr + 1,
+        session_addr(s), s->account != NULL ? s->account : "?", by_addr + 1,
         by_account + 1, delay);
     unsigned ms = (unsigned)(delay * 1000.0);
     if (ms > 0 && s->conn != NULL) {
