@@ -17,16 +17,22 @@
 
 typedef struct c2s_listener c2s_listener_t;
 typedef struct c2s_session c2s_session_t;
+typedef struct c2s_addr c2s_addr_t;
 
-/* Recent SASL failures per client address, to slow down guessing. A small
- * fixed table: an attacker with many addresses only evicts entries, and
- * eviction only forgets a delay. */
+/* Recent SASL failures per client address and per account, to slow down
+ * guessing. Small fixed tables: an attacker with many addresses or
+ * accounts only evicts entries, and eviction only forgets a delay. A key
+ * longer than the slot is cut; accounts that share the first 127 bytes
+ * then share a count, which only delays failures. */
 enum { AUTH_SLOTS = 256 };
 typedef struct auth_slot {
-    char addr[48];
+    char key[128]; /* an address, or node@domain */
     unsigned failures;
     uint64_t last_ms;
 } auth_slot_t;
+
+/* Open connections per client address (c2s.c), hashed into buckets. */
+enum { C2S_ADDR_BUCKETS = 1024 };
 
 typedef struct server {
     uv_loop_t *loop;
@@ -49,9 +55,10 @@ typedef struct server {
     size_t session_count;
     unsigned long next_conn_id;
     unsigned char read_buf[64 * 1024]; /* one read at a time per loop */
-    bool read_buf_busy;
 
-    auth_slot_t auth_slots[AUTH_SLOTS];
+    auth_slot_t auth_slots[AUTH_SLOTS];    /* per client address */
+    auth_slot_t account_slots[AUTH_SLOTS]; /* per account, any address */
+    c2s_addr_t *c2s_addrs[C2S_ADDR_BUCKETS];
 
     bool shutting_down;
 } server_t;

@@ -1,11 +1,12 @@
 /* libstarling's client: the public API of include/starling/client.h on top
- * of the sans-I/O pieces — lib/net/dns (where to connect), lib/net/tls,
- * lib/stream/stream_client (negotiation) — glued to libuv here.
+ * of lib/net/connector (where to connect, and connecting), lib/net/conn
+ * (the connection, with TLS as a layer) and the sans-I/O
+ * lib/stream/stream_client (negotiation).
  *
- * One connection attempt at a time. A connection owns a heap-allocated
- * uv_tcp_t (closed asynchronously, freed in its close callback), so that a
- * reconnect never waits for the old handle. Pending IQs live in a list
- * with deadlines checked by one timer. */
+ * One connection attempt at a time. A session pairs a connection with its
+ * stream; it is freed when its connection is (conn_events.closed), so that
+ * a reconnect never waits for the old one. Pending IQs live in a list with
+ * deadlines checked by one timer. */
 #include "starling/client.h"
 
 #include <stdint.h>
@@ -17,6 +18,8 @@
 #include "base/buf.h"
 #include "base/rand.h"
 #include "jid/jid.h"
+#include "net/conn.h"
+#include "net/connector.h"
 #include "net/dns.h"
 #include "net/tls.h"
 #include "stream/stream_client.h"
@@ -24,6 +27,9 @@
 
 #define NS_ROSTER  "jabber:iq:roster"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+/* Per address tried; the next address (or target) follows. */
+enum { CONNECT_TIMEOUT_MS = 30000 };
 
 struct starling_stanza {
     const xml_node_t *el;
@@ -41,7 +47,7 @@ struct pending_iq {
     starling_roster_cb roster_cb;
 };
 
-struct conn;
+struct session;
 
 struct starling_client {
     uv_loop_t *loop;
@@ -57,12 +63,8 @@ struct starling_client {
 
     tls_ctx_t *tls_ctx;
     dns_t *dns;
-    struct conn *conn;
-
-    dns_targets_t targets;
-    size_t target_i;
-    struct sockaddr_storage *addrs;
-    size_t naddrs, addr_i;
+    connector_t *connector;
+    struct session *conn; /* the current session, NULL between them */
 
     uv_timer_t *timer; /* IQ deadlines and reconnection; heap: async close */
     bool want_connected;
@@ -76,23 +78,15 @@ struct starling_client {
     bool freeing;
 };
 
-/* One TCP connection and everything on it. */
-struct conn {
+/* One connection and the stream on it. Freed when the connection is. */
+struct session {
     starling_client_t *c; /* NULL once the client let go of it */
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    buf_t out, inflight;
-    bool writing, closing, connected;
+    conn_t *conn;         /* NULL once freed */
     bool direct_tls;
-    tls_conn_t *tls;
-    bool handshaking;
     sclient_t *sc;
-    char read_buf[16384];
 };
 
-static void conn_drop(struct conn *k);
-static void try_next_address(starling_client_t *c);
+static void conn_drop(struct session *k);
 static void fail_connection(starling_client_t *c, starling_error_kind_t kind,
                             const char *cond, const char *text,
                             const char *desc);
@@ -124,69 +118,24 @@ static void set_err(starling_client_t *c, starling_error_kind_t kind,
 
 /* -------------------------------------------------------------- I/O */
 
-static void on_write(uv_write_t *req, int status);
-
-static void conn_flush(struct conn *k)
+static void conn_put(struct session *k, const char *data, size_t len)
 {
-    if (k->writing || k->out.len == 0 || k->closing)
+    if (k->conn != NULL && conn_write(k->conn, data, len) == CONN_ERR_NOMEM &&
+        k->c != NULL)
+        fail_connection(k->c, STARLING_ERR_NETWORK, NULL, NULL,
+                        "out of memory");
+}
+
+/* Lets go of the connection: in order (our queued bytes, TLS
+ * close_notify), bounded in time, or at once. */
+static void conn_close_now(struct session *k, bool orderly)
+{
+    if (k->conn == NULL || conn_closing(k->conn))
         return;
-    k->inflight = k->out;
-    k->out = (buf_t)BUF_INIT;
-    uv_buf_t b = uv_buf_init(k->inflight.data, (unsigned)k->inflight.len);
-    k->wreq.data = k;
-    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_write) == 0)
-        k->writing = true;
+    if (orderly)
+        conn_close(k->conn, 2000);
     else
-        buf_free(&k->inflight);
-}
-
-static void on_tcp_closed(uv_handle_t *h)
-{
-    struct conn *k = h->data;
-    buf_free(&k->out);
-    buf_free(&k->inflight);
-    tls_conn_free(k->tls);
-    sclient_free(k->sc);
-    free(k);
-}
-
-static void conn_close_now(struct conn *k)
-{
-    if (k->closing)
-        return;
-    k->closing = true;
-    uv_read_stop((uv_stream_t *)&k->tcp);
-    uv_close((uv_handle_t *)&k->tcp, on_tcp_closed);
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    struct conn *k = req->data;
-    k->writing = false;
-    buf_free(&k->inflight);
-    if (k->closing)
-        return;
-    if (status < 0) {
-        starling_client_t *c = k->c;
-        if (c != NULL)
-            fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL,
-                            uv_strerror(status));
-        return;
-    }
-    conn_flush(k);
-}
-
-static void conn_put(struct conn *k, const char *data, size_t len)
-{
-    if (k->closing)
-        return;
-    if (k->tls != NULL) {
-        tls_conn_write(k->tls, data, len);
-        tls_conn_take_output(k->tls, &k->out);
-    } else {
-        buf_append(&k->out, data, len);
-    }
-    conn_flush(k);
+        conn_abort(k->conn);
 }
 
 /* ------------------------------------------------------ stream hooks */
@@ -196,25 +145,23 @@ static void h_send(void *ud, const char *data, size_t len)
     conn_put(ud, data, len);
 }
 
-static void h_start_tls(void *ud)
+static void start_tls(struct session *k)
 {
-    struct conn *k = ud;
     starling_client_t *c = k->c;
     /* RFC 6125 §6: the certificate is checked against the XMPP domain,
      * never against an SRV target or an address. */
-    k->tls = tls_conn_new_client(c->tls_ctx, c->jid.domain);
-    if (k->tls == NULL) {
+    if (conn_start_tls(k->conn, c->tls_ctx, c->jid.domain) != CONN_OK)
         fail_connection(c, STARLING_ERR_TLS, NULL, NULL, "cannot start TLS");
-        return;
-    }
-    k->handshaking = true;
-    tls_conn_take_output(k->tls, &k->out);
-    conn_flush(k);
+}
+
+static void h_start_tls(void *ud)
+{
+    start_tls(ud);
 }
 
 static void h_close(void *ud)
 {
-    struct conn *k = ud;
+    struct session *k = ud;
     starling_client_t *c = k->c;
     if (c != NULL && c->conn == k && c->err.kind == STARLING_ERR_NONE &&
         c->want_connected)
@@ -225,7 +172,7 @@ static void h_close(void *ud)
 
 static void h_ready(void *ud, const jid_t *jid)
 {
-    struct conn *k = ud;
+    struct session *k = ud;
     starling_client_t *c = k->c;
     free(c->bound);
     c->bound = jid_to_string(jid, false);
@@ -397,7 +344,7 @@ static const char *child_text(xml_tree_t *t, const xml_node_t *el,
 
 static void h_stanza(void *ud, xml_tree_t *t)
 {
-    struct conn *k = ud;
+    struct session *k = ud;
     starling_client_t *c = k->c;
     const xml_node_t *el = t->root;
     starling_stanza_t st = {el, t};
@@ -441,7 +388,7 @@ static void h_stanza(void *ud, xml_tree_t *t)
 static void h_failed(void *ud, int err, const char *condition, const char *text,
                      const char *description)
 {
-    struct conn *k = ud;
+    struct session *k = ud;
     starling_client_t *c = k->c;
     if (c == NULL || c->err.kind != STARLING_ERR_NONE)
         return;
@@ -484,103 +431,114 @@ static const sclient_hooks_t hooks = {
 
 /* ------------------------------------------------------------- input */
 
-static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
-{
-    struct conn *k = h->data;
-    (void)sz;
-    *b = uv_buf_init(k->read_buf, sizeof(k->read_buf));
-}
-
-static bool pin_ok(starling_client_t *c, struct conn *k)
+static bool pin_ok(starling_client_t *c, struct session *k)
 {
     if (c->pin == NULL)
         return true;
     unsigned char h[32];
     char b64[64];
-    if (tls_conn_peer_spki_sha256(k->tls, h) < 0 ||
+    if (tls_conn_peer_spki_sha256(conn_tls(k->conn), h) < 0 ||
         base64_encode(h, 32, BASE64_STD, b64, sizeof(b64)) < 0)
         return false;
     return strcmp(b64, c->pin) == 0;
 }
 
-static void tls_progress(starling_client_t *c, struct conn *k)
+static void on_conn_tls_done(void *ud, int status)
 {
-    if (!k->handshaking || !tls_conn_handshake_done(k->tls))
+    struct session *k = ud;
+    starling_client_t *c = k->c;
+    if (c == NULL)
         return;
-    k->handshaking = false;
+    if (status == CONN_ERR_TLS_VERIFY) {
+        char d[300];
+        snprintf(d, sizeof(d),
+                 "the certificate of %s did not verify (%s); trust it with "
+                 "--ca-file or --pin",
+                 c->jid.domain, tls_conn_error_text(conn_tls(k->conn)));
+        fail_connection(c, STARLING_ERR_CERTIFICATE, NULL, NULL, d);
+        return;
+    }
+    if (status != CONN_OK) {
+        char d[300];
+        snprintf(d, sizeof(d), "TLS failed: %s",
+                 tls_conn_error_text(conn_tls(k->conn)));
+        fail_connection(c, STARLING_ERR_TLS, NULL, NULL, d);
+        return;
+    }
     if (!pin_ok(c, k)) {
         fail_connection(c, STARLING_ERR_CERTIFICATE, NULL, NULL,
                         "the server's public key does not match the pin");
         return;
     }
     unsigned char exp[32], uniq[64];
-    int el = tls_conn_cb_exporter(k->tls, exp, sizeof(exp));
-    int ul = tls_conn_cb_unique(k->tls, uniq, sizeof(uniq));
+    int el = conn_cb_exporter(k->conn, exp, sizeof(exp));
+    int ul = conn_cb_unique(k->conn, uniq, sizeof(uniq));
     sclient_tls_info_t info = {.cb_exporter = el > 0 ? exp : NULL,
                                .cb_exporter_len = el > 0 ? (size_t)el : 0,
                                .cb_unique = ul > 0 ? uniq : NULL,
                                .cb_unique_len = ul > 0 ? (size_t)ul : 0,
                                .have_client_cert = c->client_cert != NULL};
-    if (k->direct_tls) {
-        sclient_tls_done(k->sc, true, &info);
+    sclient_tls_done(k->sc, true, &info);
+    if (k->direct_tls && c->conn == k)
         sclient_start(k->sc);
-    } else {
-        sclient_tls_done(k->sc, true, &info);
+}
+
+static void on_conn_data(void *ud, const char *data, size_t len)
+{
+    struct session *k = ud;
+    if (k->c != NULL)
+        sclient_feed(k->sc, data, len);
+}
+
+static void on_conn_error(void *ud, int err)
+{
+    struct session *k = ud;
+    starling_client_t *c = k->c;
+    if (c == NULL) {
+        conn_close_now(k, false);
+        return;
+    }
+    switch (err) {
+    case CONN_ERR_EOF:
+        fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL,
+                        "the server closed the connection");
+        break;
+    case CONN_ERR_TLS_CLOSED:
+        fail_connection(c, STARLING_ERR_CLOSED, NULL, NULL,
+                        "the server ended TLS");
+        break;
+    case CONN_ERR_TLS: {
+        char d[300];
+        snprintf(d, sizeof(d), "TLS failed: %s",
+                 tls_conn_error_text(conn_tls(k->conn)));
+        fail_connection(c, STARLING_ERR_TLS, NULL, NULL, d);
+        break;
+    }
+    default:
+        fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL,
+                        conn_strerror(err));
+        break;
     }
 }
 
-static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
+static void on_conn_closed(void *ud)
 {
-    struct conn *k = h->data;
-    starling_client_t *c = k->c;
-    if (n == 0 || k->closing || c == NULL)
-        return;
-    if (n < 0) {
-        fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL,
-                        n == UV_EOF ? "the server closed the connection"
-                                    : uv_strerror((int)n));
-        return;
+    struct session *k = ud;
+    k->conn = NULL;
+    if (k->c != NULL) {
+        /* Closed under us (e.g. a write failed while closing). */
+        conn_drop(k);
     }
-    if (k->tls == NULL) {
-        sclient_feed(k->sc, b->base, (size_t)n);
-        if (c->conn == k)
-            conn_flush(k);
-        return;
-    }
-    int rc = tls_conn_feed(k->tls, b->base, (size_t)n);
-    tls_conn_take_output(k->tls, &k->out);
-    conn_flush(k);
-    if (rc == TLS_ERR_VERIFY) {
-        char d[300];
-        snprintf(d, sizeof(d),
-                 "the certificate of %s did not verify (%s); trust it with "
-                 "--ca-file or --pin",
-                 c->jid.domain, tls_conn_error_text(k->tls));
-        fail_connection(c, STARLING_ERR_CERTIFICATE, NULL, NULL, d);
-        return;
-    }
-    if (rc != TLS_OK && rc != TLS_ERR_CLOSED) {
-        char d[300];
-        snprintf(d, sizeof(d), "TLS failed: %s", tls_conn_error_text(k->tls));
-        fail_connection(c, STARLING_ERR_TLS, NULL, NULL, d);
-        return;
-    }
-    tls_progress(c, k);
-    if (c->conn != k)
-        return;
-    buf_t plain = BUF_INIT;
-    tls_conn_read(k->tls, &plain);
-    if (plain.len > 0)
-        sclient_feed(k->sc, plain.data, plain.len);
-    buf_free(&plain);
-    if (c->conn == k && k->tls != NULL) {
-        tls_conn_take_output(k->tls, &k->out);
-        conn_flush(k);
-    }
-    if (rc == TLS_ERR_CLOSED && c->conn == k)
-        fail_connection(c, STARLING_ERR_CLOSED, NULL, NULL,
-                        "the server ended TLS");
+    sclient_free(k->sc);
+    free(k);
 }
+
+static const conn_events_t session_events = {
+    .data = on_conn_data,
+    .tls_done = on_conn_tls_done,
+    .error = on_conn_error,
+    .closed = on_conn_closed,
+};
 
 /* ------------------------------------------------------ connecting */
 
@@ -618,11 +576,11 @@ static void report_disconnect(starling_client_t *c)
         c->ev.disconnected(c, clean ? NULL : &e, c->ud);
 }
 
-static void conn_drop(struct conn *k)
+static void conn_drop(struct session *k)
 {
     starling_client_t *c = k->c;
     k->c = NULL;
-    conn_close_now(k);
+    conn_close_now(k, true);
     if (c == NULL || c->conn != k)
         return;
     c->conn = NULL;
@@ -646,181 +604,66 @@ static void fail_connection(starling_client_t *c, starling_error_kind_t kind,
     }
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_connected(void *ud, const connector_result_t *r)
 {
-    struct conn *k = req->data;
-    starling_client_t *c = k->c;
-    if (c == NULL || k->closing)
-        return;
-    if (status < 0) {
-        /* Next address, next target (RFC 6120 §3.2.1). */
-        c->conn = NULL;
-        k->c = NULL;
-        conn_close_now(k);
-        try_next_address(c);
+    starling_client_t *c = ud;
+    if (r->err == CONNECTOR_ERR_DNS) {
+        char d[300];
+        snprintf(d, sizeof(d), "cannot find the server of %s: %s",
+                 c->jid.domain, dns_strerror(r->dns_err));
+        fail_connection(c, STARLING_ERR_DNS, NULL, NULL, d);
         return;
     }
-    k->connected = true;
-    uv_tcp_nodelay(&k->tcp, 1);
-    uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
-    if (k->direct_tls) {
-        k->tls = tls_conn_new_client(c->tls_ctx, c->jid.domain);
-        if (k->tls == NULL) {
-            fail_connection(c, STARLING_ERR_TLS, NULL, NULL,
-                            "cannot start TLS");
-            return;
-        }
-        k->handshaking = true;
-        tls_conn_take_output(k->tls, &k->out);
-        conn_flush(k);
-    } else {
-        sclient_start(k->sc);
+    if (r->err != CONNECTOR_OK) {
+        char d[300];
+        snprintf(d, sizeof(d), "cannot connect to any server of %s",
+                 c->jid.domain);
+        fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL, d);
+        return;
     }
-}
-
-static void try_address(starling_client_t *c, const struct sockaddr *sa,
-                        bool direct_tls)
-{
-    struct conn *k = calloc(1, sizeof(*k));
+    struct session *k = calloc(1, sizeof(*k));
     if (k == NULL) {
+        conn_abort(r->conn);
         fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL, "out of memory");
         return;
     }
     k->c = c;
-    k->direct_tls = direct_tls;
+    k->conn = r->conn;
+    k->direct_tls = r->direct_tls;
+    conn_set_owner(k->conn, &session_events, k);
+    c->conn = k;
     sclient_config_t sc = {.jid = c->jid_s,
                            .password = c->password,
-                           .direct_tls = direct_tls,
+                           .direct_tls = r->direct_tls,
                            .allow_plaintext = c->allow_plaintext,
                            .allow_plain = true};
     xml_limits_default(&sc.limits);
     k->sc = sclient_new(&sc, &hooks, k);
-    uv_tcp_init(c->loop, &k->tcp);
-    k->tcp.data = k;
-    c->conn = k;
     if (k->sc == NULL) {
         fail_connection(c, STARLING_ERR_CONFIG, NULL, NULL, "cannot start");
         return;
     }
-    k->creq.data = k;
-    int rc = uv_tcp_connect(&k->creq, &k->tcp, sa, on_connect);
-    if (rc < 0) {
-        c->conn = NULL;
-        k->c = NULL;
-        conn_close_now(k);
-        try_next_address(c);
-    }
-}
-
-static void on_addrs(void *ud, int err, struct sockaddr_storage *addrs,
-                     size_t n);
-
-/* Tries the next address of the current target, then the next target. */
-static void try_next_address(starling_client_t *c)
-{
-    if (c->addr_i < c->naddrs) {
-        struct sockaddr_storage *sa = &c->addrs[c->addr_i++];
-        try_address(c, (struct sockaddr *)sa,
-                    c->targets.v[c->target_i - 1].direct_tls);
-        return;
-    }
-    free(c->addrs);
-    c->addrs = NULL;
-    c->naddrs = c->addr_i = 0;
-    if (c->target_i < c->targets.n) {
-        dns_target_t *t = &c->targets.v[c->target_i++];
-        dns_resolve_addr(c->dns, t->host, t->port, on_addrs, c);
-        return;
-    }
-    char d[300];
-    snprintf(d, sizeof(d), "cannot connect to any server of %s", c->jid.domain);
-    fail_connection(c, STARLING_ERR_NETWORK, NULL, NULL, d);
-}
-
-static void on_addrs(void *ud, int err, struct sockaddr_storage *addrs,
-                     size_t n)
-{
-    starling_client_t *c = ud;
-    if (err == DNS_ERR_CANCELLED || !c->want_connected)
-        return; /* cancelled, or starling_client_disconnect() meanwhile */
-    free(c->addrs);
-    c->addrs = NULL;
-    c->naddrs = c->addr_i = 0;
-    if (err == DNS_OK && n > 0) {
-        c->addrs = malloc(n * sizeof(*addrs));
-        if (c->addrs != NULL) {
-            memcpy(c->addrs, addrs, n * sizeof(*addrs));
-            c->naddrs = n;
-        }
-    }
-    try_next_address(c);
-}
-
-static void on_targets(void *ud, int err, dns_targets_t *targets)
-{
-    starling_client_t *c = ud;
-    if (err == DNS_ERR_CANCELLED || !c->want_connected) {
-        dns_targets_free(targets);
-        free(targets);
-        return;
-    }
-    if (err != DNS_OK) {
-        char d[300];
-        snprintf(d, sizeof(d), "cannot find the server of %s: %s",
-                 c->jid.domain, dns_strerror(err));
-        dns_targets_free(targets);
-        fail_connection(c, STARLING_ERR_DNS, NULL, NULL, d);
-        return;
-    }
-    dns_targets_free(&c->targets);
-    c->targets = *targets;
-    free(targets);
-    c->target_i = 0;
-    try_next_address(c);
+    conn_read_start(k->conn);
+    if (k->direct_tls)
+        start_tls(k);
+    else
+        sclient_start(k->sc);
 }
 
 static int start_attempt(starling_client_t *c)
 {
     memset(&c->err, 0, sizeof(c->err));
-    dns_targets_free(&c->targets);
-    c->target_i = 0;
-    if (c->server != NULL) {
-        /* "host" or "host:port" ("[v6]:port" for IPv6 literals). */
-        char host[256];
-        unsigned port = c->direct_tls ? 5223 : 5222;
-        const char *s = c->server;
-        const char *colon = strrchr(s, ':');
-        if (s[0] == '[') {
-            const char *end = strchr(s, ']');
-            if (end == NULL)
-                return -1;
-            snprintf(host, sizeof(host), "%.*s", (int)(end - s - 1), s + 1);
-            if (end[1] == ':')
-                port = (unsigned)atoi(end + 2);
-        } else if (colon != NULL && strchr(s, ':') == colon) {
-            snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
-            port = (unsigned)atoi(colon + 1);
-        } else {
-            snprintf(host, sizeof(host), "%s", s);
-        }
-        if (port == 0 || port > 65535)
-            return -1;
-        c->targets.v = calloc(1, sizeof(dns_target_t));
-        if (c->targets.v == NULL ||
-            (c->targets.v[0].host = strdup(host)) == NULL)
-            return -1;
-        c->targets.v[0].port = (unsigned short)port;
-        c->targets.v[0].direct_tls = c->direct_tls;
-        c->targets.n = 1;
-        try_next_address(c);
-        return 0;
-    }
     char *ascii = NULL;
-    if (jid_domain_to_ascii(c->jid.domain, &ascii) != JID_OK)
+    if (c->server == NULL &&
+        jid_domain_to_ascii(c->jid.domain, &ascii) != JID_OK)
         return -1;
-    dns_resolve_xmpp(c->dns, ascii, on_targets, c);
+    connector_opts_t o = {.domain = ascii,
+                          .server = c->server,
+                          .direct_tls = c->direct_tls,
+                          .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+    int rc = connector_start(c->connector, &o, on_connected, c);
     free(ascii);
-    return 0;
+    return rc;
 }
 
 static void on_timer(uv_timer_t *t);
@@ -847,10 +690,9 @@ static void schedule_reconnect(starling_client_t *c)
 {
     /* RFC 6120 §3.3: wait a random time, growing with each failure, so
      * that a server restart does not meet all its clients at once. */
-    unsigned base = 1000u << (c->attempts < 6 ? c->attempts : 6);
     uint32_t r = 0;
     rand_bytes(&r, sizeof(r));
-    unsigned ms = base / 2 + r % (base + 1);
+    unsigned ms = connector_backoff_ms(c->attempts, r);
     c->attempts++;
     uv_timer_start(c->timer, on_reconnect, ms, 0);
 }
@@ -937,6 +779,8 @@ starling_client_t *starling_client_new(uv_loop_t *loop,
         else if ((c->dns = dns_new(loop, c->dns_servers, derr, sizeof(derr))) ==
                  NULL)
             why = "cannot use the DNS servers given (host:port,...)";
+        else if ((c->connector = connector_new(loop, c->dns)) == NULL)
+            why = "out of memory";
     }
     c->timer = malloc(sizeof(*c->timer));
     if (why == NULL && c->timer == NULL)
@@ -968,11 +812,12 @@ void starling_client_free(starling_client_t *c)
         return;
     c->freeing = true;
     if (c->conn != NULL) {
-        struct conn *k = c->conn;
+        struct session *k = c->conn;
         c->conn = NULL;
         k->c = NULL;
-        conn_close_now(k);
+        conn_close_now(k, false);
     }
+    connector_free(c->connector);
     while (c->iqs != NULL) {
         struct pending_iq *p = c->iqs;
         c->iqs = p->next;
@@ -983,8 +828,6 @@ void starling_client_free(starling_client_t *c)
         uv_close((uv_handle_t *)c->timer, on_timer_closed);
     dns_free(c->dns);
     tls_ctx_free(c->tls_ctx);
-    dns_targets_free(&c->targets);
-    free(c->addrs);
     jid_clear(&c->jid);
     free(c->jid_s);
     if (c->password != NULL) {
@@ -1004,7 +847,7 @@ void starling_client_free(starling_client_t *c)
 
 int starling_client_connect(starling_client_t *c)
 {
-    if (c->conn != NULL)
+    if (c->conn != NULL || connector_busy(c->connector))
         return -1;
     c->want_connected = true;
     c->attempts = 0;
@@ -1019,9 +862,9 @@ void starling_client_disconnect(starling_client_t *c)
     if (c->conn != NULL && c->conn->sc != NULL &&
         sclient_state(c->conn->sc) == SCLIENT_READY) {
         sclient_close(c->conn->sc);
-        conn_flush(c->conn);
         return; /* the server's close tag ends it (h_close) */
     }
+    connector_cancel(c->connector);
     if (c->conn != NULL) {
         conn_drop(c->conn);
     } else if (wanted) {

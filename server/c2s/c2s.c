@@ -10,14 +10,21 @@
 
 #include <arpa/inet.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
+#include "net/conn.h"
 
-/* Bytes queued for a client that does not read; past this the connection
- * is dropped rather than letting one slow reader hold unbounded memory. */
-enum { OUT_HARD_LIMIT = 4 * 1024 * 1024 };
+/* Output queued for a client that does not read: past the soft limit the
+ * connection says so (a later step stops feeding it); past the hard limit
+ * the client gets <policy-violation/> as far as its socket takes it and is
+ * dropped, rather than letting one slow reader hold unbounded memory. */
+enum {
+    OUT_SOFT_LIMIT = 1024 * 1024,
+    OUT_HARD_LIMIT = 4 * 1024 * 1024,
+};
 
 struct c2s_listener {
     c2s_listener_t *next;
@@ -33,35 +40,36 @@ enum timer_mode {
     TIMER_CLOSE,     /* our close tag sent: waiting for the client's */
 };
 
+/* Connections and unfinished authentications per client address
+ * (limits.max_connections_per_address, max_unauthenticated_per_address).
+ * An entry lives while a connection from its address does. */
+struct c2s_addr {
+    c2s_addr_t *next;
+    unsigned connections;
+    unsigned unauthenticated;
+    char addr[48];
+};
+
+/* One client connection. Owns its stream and timer; refers to its
+ * connection (lib/net/conn), which it closes and which tells it when it is
+ * gone (conn_events.closed). */
 struct c2s_session {
     route_target_t target;
     c2s_session_t *prev, *next;
     server_t *srv;
     const stream_config_t *stream_cfg;
-    uv_tcp_t tcp;
+    conn_t *conn; /* NULL once the connection is freed */
     uv_timer_t timer;
-    uv_timer_t throttle; /* resumes reading after a pause */
     enum timer_mode timer_mode;
     stream_t *stream;
-    tls_conn_t *tls;
-    bool tls_handshaking;
-    bool direct_tls;
-    char addr[48];
+    c2s_addr_t *addr_entry; /* counts this connection */
+    bool unauthenticated;   /* counted in addr_entry->unauthenticated */
 
-    buf_t out;      /* waiting to be written */
-    buf_t inflight; /* being written */
-    uv_write_t wreq;
-    bool writing;
-
-    bool closing; /* close once the output is flushed */
-    bool broken;  /* a read or write failed: nothing more can be sent */
-    bool handles_closed;
-    int handles_open;
+    bool closing;
+    bool timer_closed;
     unsigned pending; /* async requests that refer to this session */
-    bool paused;
-    bool auth_delay; /* a SASL failure is being held back (throttle timer) */
-    double tokens;
-    uint64_t tokens_ms;
+    bool auth_delay;  /* a SASL failure is being held back (paused read) */
+    char *account;    /* node@domain of the last SASL lookup, or NULL */
 };
 
 static void session_close(c2s_session_t *s);
@@ -72,11 +80,64 @@ static c2s_session_t *from_target(route_target_t *t)
     return (c2s_session_t *)((char *)t - offsetof(c2s_session_t, target));
 }
 
+static const char *session_addr(const c2s_session_t *s)
+{
+    return s->addr_entry != NULL ? s->addr_entry->addr : "";
+}
+
+/* ------------------------------------------------------ per address */
+
+static size_t addr_hash(const char *addr)
+{
+    size_t h = 5381;
+    for (const char *p = addr; *p != '\0'; p++)
+        h = h * 33 + (unsigned char)*p;
+    return h % C2S_ADDR_BUCKETS;
+}
+
+static c2s_addr_t *addr_get(server_t *srv, const char *addr)
+{
+    c2s_addr_t **bucket = &srv->c2s_addrs[addr_hash(addr)];
+    for (c2s_addr_t *a = *bucket; a != NULL; a = a->next)
+        if (strcmp(a->addr, addr) == 0)
+            return a;
+    c2s_addr_t *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    snprintf(a->addr, sizeof(a->addr), "%s", addr);
+    a->next = *bucket;
+    *bucket = a;
+    return a;
+}
+
+static void addr_release(server_t *srv, c2s_addr_t *a)
+{
+    if (a == NULL || --a->connections > 0)
+        return;
+    for (c2s_addr_t **pp = &srv->c2s_addrs[addr_hash(a->addr)]; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            free(a);
+            return;
+        }
+    }
+}
+
+/* The session no longer counts as an unfinished authentication. */
+static void session_authenticated(c2s_session_t *s)
+{
+    if (!s->unauthenticated)
+        return;
+    s->unauthenticated = false;
+    s->addr_entry->unauthenticated--;
+}
+
 /* ---------------------------------------------------------------- free */
 
 static void session_maybe_free(c2s_session_t *s)
 {
-    if (s->handles_open > 0 || s->pending > 0 || !s->handles_closed)
+    if (s->conn != NULL || s->pending > 0 || !s->timer_closed)
         return;
     server_t *srv = s->srv;
     if (s->prev != NULL)
@@ -89,103 +150,29 @@ static void session_maybe_free(c2s_session_t *s)
     router_unbind(srv->router, &s->target);
     jid_clear(&s->target.jid);
     stream_free(s->stream);
-    tls_conn_free(s->tls);
-    buf_free(&s->out);
-    buf_free(&s->inflight);
+    session_authenticated(s);
+    addr_release(srv, s->addr_entry);
+    free(s->account);
     LOG(&srv->log, LOG_DEBUG, s->target.conn, "connection freed");
     free(s);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
     c2s_session_t *s = h->data;
-    s->handles_open--;
+    s->timer_closed = true;
     session_maybe_free(s);
 }
 
-static void close_handles(c2s_session_t *s)
+/* Ends the stream without another byte from it (the transport is gone, or
+ * the client has had its time) and closes the connection: at once with
+ * `now`, else once the queued output is written. */
+static void session_end(c2s_session_t *s, bool now)
 {
-    if (s->handles_closed)
-        return;
-    s->handles_closed = true;
-    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&s->throttle, on_handle_closed);
-}
-
-/* --------------------------------------------------------------- output */
-
-static void flush_out(c2s_session_t *s);
-
-static void on_write(uv_write_t *req, int status)
-{
-    c2s_session_t *s = req->data;
-    s->writing = false;
-    buf_free(&s->inflight);
-    if (status < 0) {
-        LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "write failed: %s",
-            uv_strerror(status));
-        s->broken = true;
-        s->out.len = 0;
-        stream_abort(s->stream); /* calls session_close via the hook */
-        session_close(s);
-        close_handles(s); /* nothing more can be written */
-        return;
-    }
-    flush_out(s);
-}
-
-static void flush_out(c2s_session_t *s)
-{
-    if (s->handles_closed)
-        return;
-    if (!s->writing && s->out.len > 0) {
-        s->inflight = s->out;
-        s->out = (buf_t)BUF_INIT;
-        uv_buf_t b = uv_buf_init(s->inflight.data, (unsigned)s->inflight.len);
-        s->wreq.data = s;
-        int rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
-        if (rc < 0) {
-            buf_free(&s->inflight);
-            close_handles(s);
-            return;
-        }
-        s->writing = true;
-        return;
-    }
-    if (!s->writing && s->out.len == 0) {
-        buf_free(&s->out); /* an idle session holds no buffer */
-        if (s->closing)
-            close_handles(s);
-    }
-}
-
-/* Puts plaintext on the wire, through TLS when it is on. */
-static void put_bytes(c2s_session_t *s, const char *data, size_t len)
-{
-    if (s->closing || s->handles_closed)
-        return;
-    if (s->tls != NULL) {
-        if (tls_conn_write(s->tls, data, len) != TLS_OK ||
-            tls_conn_take_output(s->tls, &s->out) != TLS_OK) {
-            session_close(s);
-            return;
-        }
-    } else if (buf_append(&s->out, data, len) < 0) {
-        session_close(s);
-        return;
-    }
-    if (s->out.len + s->inflight.len > OUT_HARD_LIMIT) {
-        LOG(&s->srv->log, LOG_WARN, s->target.conn,
-            "client does not read; %zu bytes queued: dropping it",
-            s->out.len + s->inflight.len);
-        s->out.len = 0;
-        stream_abort(s->stream);
-        session_close(s);
-        close_handles(s); /* the stuck write never ends: cancel it */
-        return;
-    }
-    flush_out(s);
+    stream_abort(s->stream); /* calls session_close via the hook */
+    session_close(s);
+    if (now && s->conn != NULL)
+        conn_abort(s->conn);
 }
 
 /* --------------------------------------------------------------- timers */
@@ -203,17 +190,16 @@ static void on_timer(uv_timer_t *t)
         break;
     case TIMER_CLOSE:
         /* RFC 6120 §4.4: the client did not answer our close tag in a
-         * reasonable time; the stream is void. */
-        stream_abort(s->stream);
-        session_close(s);
-        close_handles(s); /* do not wait for output the peer never reads */
+         * reasonable time; the stream is void, and output it never reads
+         * must not keep the connection. */
+        session_end(s, true);
         break;
     }
 }
 
 static void set_timer(c2s_session_t *s, enum timer_mode mode, double seconds)
 {
-    if (s->handles_closed)
+    if (s->closing)
         return;
     s->timer_mode = mode;
     if (seconds <= 0) {
@@ -223,47 +209,38 @@ static void set_timer(c2s_session_t *s, enum timer_mode mode, double seconds)
     uv_timer_start(&s->timer, on_timer, (uint64_t)(seconds * 1000.0), 0);
 }
 
-static void on_resume(uv_timer_t *t);
-
-static void pause_reading(c2s_session_t *s, uint64_t ms)
-{
-    if (s->handles_closed || ms == 0)
-        return;
-    uv_read_stop((uv_stream_t *)&s->tcp);
-    s->paused = true;
-    uv_timer_start(&s->throttle, on_resume, ms, 0);
-}
-
 /* ------------------------------------------------------------ the stream */
 
 /* After any call into the stream: follow its state. */
 static void session_after_stream(c2s_session_t *s)
 {
-    if (s->handles_closed)
+    if (s->closing)
         return;
+    if (s->unauthenticated && stream_is_authenticated(s->stream))
+        session_authenticated(s);
     stream_state_t st = stream_state(s->stream);
     if (st == STREAM_CLOSING && s->timer_mode != TIMER_CLOSE) {
         /* No stanza may be routed to a stream we are closing. */
         router_unbind(s->srv->router, &s->target);
         set_timer(s, TIMER_CLOSE, s->srv->cfg->close_timeout);
     }
-    flush_out(s);
 }
 
 static void hook_send(void *ud, const char *data, size_t len)
 {
-    put_bytes(ud, data, len);
+    c2s_session_t *s = ud;
+    if (s->conn == NULL)
+        return;
+    /* Negotiation and errors; routed stanzas are queued as shared blocks
+     * by target_deliver. */
+    conn_write(s->conn, data, len);
 }
 
 static void hook_start_tls(void *ud)
 {
     c2s_session_t *s = ud;
-    s->tls = tls_conn_new_server(s->srv->tls);
-    if (s->tls == NULL) {
+    if (conn_start_tls(s->conn, s->srv->tls, NULL) != CONN_OK)
         session_close(s);
-        return;
-    }
-    s->tls_handshaking = true;
 }
 
 static void hook_close(void *ud)
@@ -275,7 +252,7 @@ static void on_account(void *ud, int err, const store_account_t *a)
 {
     c2s_session_t *s = ud;
     s->pending--;
-    if (s->handles_closed || s->closing) {
+    if (s->closing) {
         session_maybe_free(s);
         return;
     }
@@ -292,6 +269,13 @@ static void on_account(void *ud, int err, const store_account_t *a)
 static void hook_lookup_account(void *ud, const char *domain, const char *node)
 {
     c2s_session_t *s = ud;
+    /* Heap, not an array: an idle session stays small (a JID can be 3 KiB
+     * long); failing to note it only skips the per-account count. */
+    free(s->account);
+    size_t n = strlen(node) + strlen(domain) + 2;
+    s->account = malloc(n);
+    if (s->account != NULL)
+        snprintf(s->account, n, "%s@%s", node, domain);
     s->pending++;
     store_account_get(s->srv->store, domain, node, on_account, s);
 }
@@ -317,7 +301,7 @@ static void pw_done(uv_work_t *req, int status)
     bool ok = status == 0 && w->ok;
     free(w);
     s->pending--;
-    if (s->handles_closed || s->closing) {
+    if (s->closing) {
         session_maybe_free(s);
         return;
     }
@@ -344,40 +328,53 @@ static void hook_check_password(void *ud, sasl_server_t *sess)
     }
 }
 
-static uint64_t now_ms(const server_t *srv)
+/* Counts a failure in the slot for `key` and returns how many recent
+ * failures it had before this one. */
+static unsigned count_failure(auth_slot_t *slots, const char *key, uint64_t now)
 {
-    return uv_now(srv->loop);
+    size_t h = 0;
+    for (const char *p = key; *p != '\0'; p++)
+        h = h * 31 + (unsigned char)*p;
+    auth_slot_t *slot = &slots[h % AUTH_SLOTS];
+    if (strncmp(slot->key, key, sizeof(slot->key) - 1) != 0 ||
+        now - slot->last_ms > 600000) {
+        snprintf(slot->key, sizeof(slot->key), "%s", key);
+        slot->failures = 0;
+    }
+    unsigned before = slot->failures++;
+    slot->last_ms = now;
+    return before;
 }
 
-/* Repeated SASL failures from one address are answered ever more slowly:
- * the n-th failure within ten minutes is held back auth_failure_delay ×
- * (n - 1) seconds, up to 30 s, on whichever connection it happens, and
- * nothing else from that client is read or handled meanwhile. */
+/* Repeated SASL failures are answered ever more slowly: the n-th failure
+ * within ten minutes from one address, or against one account from
+ * anywhere, is held back auth_failure_delay × (n - 1) seconds, up to 30 s,
+ * on whichever connection it happens, and nothing else from that client is
+ * read or handled meanwhile. With the unfinished authentications per
+ * address bounded (limits.max_unauthenticated_per_address), this bounds
+ * how fast one address can guess, however many connections it opens. */
 static unsigned hook_auth_failed(void *ud)
 {
     c2s_session_t *s = ud;
     server_t *srv = s->srv;
-    uint64_t now = now_ms(srv);
-    size_t h = 0;
-    for (const char *p = s->addr; *p != '\0'; p++)
-        h = h * 31 + (unsigned char)*p;
-    auth_slot_t *slot = &srv->auth_slots[h % AUTH_SLOTS];
-    if (strcmp(slot->addr, s->addr) != 0 || now - slot->last_ms > 600000) {
-        snprintf(slot->addr, sizeof(slot->addr), "%s", s->addr);
-        slot->failures = 0;
-    }
-    double delay = srv->cfg->auth_failure_delay * slot->failures;
-    slot->failures++;
-    slot->last_ms = now;
+    uint64_t now = uv_now(srv->loop);
+    unsigned by_addr = count_failure(srv->auth_slots, session_addr(s), now);
+    unsigned by_account = 0;
+    if (s->account != NULL)
+        by_account = count_failure(srv->account_slots, s->account, now);
+    unsigned n = by_addr > by_account ? by_addr : by_account;
+    double delay = srv->cfg->auth_failure_delay * n;
     if (delay > 30.0)
         delay = 30.0;
     LOG(&srv->log, LOG_INFO, s->target.conn,
-        "authentication failed from %s (%u recent); answering in %.1f s",
-        s->addr, slot->failures, delay);
+        "authentication failed from %s for %s (%u recent from the address, "
+        "%u for the account); answering in %.1f s",
+        session_addr(s), s->account != NULL ? s->account : "?", by_addr + 1,
+        by_account + 1, delay);
     unsigned ms = (unsigned)(delay * 1000.0);
-    if (ms > 0) {
+    if (ms > 0 && s->conn != NULL) {
         s->auth_delay = true;
-        pause_reading(s, ms);
+        conn_pause(s->conn, ms);
     }
     return ms;
 }
@@ -417,13 +414,23 @@ static const stream_hooks_t c2s_hooks = {
 
 /* ------------------------------------------------------- router target */
 
+/* Tags of routed stanzas in the connection's queue: whether this session
+ * was the stanza's only recipient (it goes back to the router if it is
+ * never written) or one of several (another resource has it). */
+#define TAG_SOLE   ((void *)(uintptr_t)1)
+#define TAG_SHARED ((void *)(uintptr_t)2)
+
 static bool target_deliver(route_target_t *t, route_stanza_t *st)
 {
     c2s_session_t *s = from_target(t);
-    rcbuf_t *b = route_stanza_bytes(st);
-    bool ok = stream_send_raw(s->stream, rcbuf_data(b), rcbuf_len(b));
-    flush_out(s);
-    return ok;
+    /* Only a bound, open stream takes stanzas (as stream_send_raw). The
+     * block is the one serialization every recipient shares. */
+    if (stream_state(s->stream) != STREAM_OPEN || !stream_is_bound(s->stream) ||
+        conn_closing(s->conn))
+        return false;
+    return conn_send_shared_tagged(s->conn, route_stanza_bytes(st),
+                                   st->shared ? TAG_SHARED : TAG_SOLE) ==
+           CONN_OK;
 }
 
 static void target_kick(route_target_t *t, const char *condition)
@@ -438,7 +445,7 @@ static const route_target_ops_t c2s_target_ops = {
     .kick = target_kick,
 };
 
-/* ----------------------------------------------------------------- input */
+/* ------------------------------------------------------- connection */
 
 static void session_close(c2s_session_t *s)
 {
@@ -446,39 +453,42 @@ static void session_close(c2s_session_t *s)
         return;
     s->closing = true;
     router_unbind(s->srv->router, &s->target);
-    if (!s->handles_closed) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
-        uv_timer_stop(&s->throttle);
-        /* RFC 8446 §6.1: TLS ends with close_notify, so that the client
-         * can tell our end from a truncation. */
-        if (s->tls != NULL && !s->broken && !s->tls_handshaking &&
-            tls_conn_shutdown(s->tls) == TLS_OK)
-            tls_conn_take_output(s->tls, &s->out);
-        /* Output a client never reads must not keep the connection. */
-        set_timer(s, TIMER_CLOSE, s->srv->cfg->close_timeout);
-    }
-    flush_out(s); /* closes the handles once the output is written */
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    /* RFC 8446 §6.1: TLS ends with close_notify (the connection sends it),
+     * so that the client can tell our end from a truncation. Output a
+     * client never reads must not keep the connection: close_timeout. */
+    if (s->conn != NULL)
+        conn_close(s->conn, (unsigned)(s->srv->cfg->close_timeout * 1000.0));
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void on_conn_data(void *ud, const char *data, size_t len)
 {
-    c2s_session_t *s = h->data;
-    (void)suggested;
-    /* libuv reads into this and calls on_read before the next allocation,
-     * so one buffer per loop serves every connection. */
-    *b = uv_buf_init((char *)s->srv->read_buf, sizeof(s->srv->read_buf));
-}
-
-static void tls_handshake_progress(c2s_session_t *s)
-{
-    if (!s->tls_handshaking || !tls_conn_handshake_done(s->tls))
+    c2s_session_t *s = ud;
+    if (s->closing)
         return;
-    s->tls_handshaking = false;
+    if (s->timer_mode == TIMER_IDLE)
+        set_timer(s, TIMER_IDLE, s->srv->cfg->idle_timeout);
+    stream_feed(s->stream, data, len);
+    session_after_stream(s);
+}
+
+static void on_conn_tls_done(void *ud, int status)
+{
+    c2s_session_t *s = ud;
+    if (s->closing)
+        return;
+    if (status != CONN_OK) {
+        LOG(&s->srv->log, LOG_INFO, s->target.conn, "TLS failed: %s",
+            tls_conn_error_text(conn_tls(s->conn)));
+        stream_tls_done(s->stream, false, NULL);
+        session_after_stream(s);
+        return;
+    }
     unsigned char exporter[32], unique[64];
-    int elen = tls_conn_cb_exporter(s->tls, exporter, sizeof(exporter));
-    int ulen = tls_conn_cb_unique(s->tls, unique, sizeof(unique));
+    int elen = conn_cb_exporter(s->conn, exporter, sizeof(exporter));
+    int ulen = conn_cb_unique(s->conn, unique, sizeof(unique));
     char **names = NULL;
-    int nnames = tls_conn_peer_names(s->tls, &names);
+    int nnames = conn_peer_names(s->conn, &names);
     stream_tls_info_t info = {
         .cb_exporter = elen > 0 ? exporter : NULL,
         .cb_exporter_len = elen > 0 ? (size_t)elen : 0,
@@ -487,101 +497,89 @@ static void tls_handshake_progress(c2s_session_t *s)
         .cert_names = (const char *const *)names,
         .cert_name_count = nnames > 0 ? (size_t)nnames : 0,
     };
+    tls_conn_t *tls = conn_tls(s->conn);
     LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "TLS established: %s%s%s",
-        tls_conn_version(s->tls), tls_conn_alpn(s->tls) ? ", ALPN " : "",
-        tls_conn_alpn(s->tls) ? tls_conn_alpn(s->tls) : "");
+        tls_conn_version(tls), tls_conn_alpn(tls) ? ", ALPN " : "",
+        tls_conn_alpn(tls) ? tls_conn_alpn(tls) : "");
     stream_tls_done(s->stream, true, &info);
     if (names != NULL)
         tls_names_free(names);
-}
-
-static void rate_limit(c2s_session_t *s, size_t n)
-{
-    const server_config_t *cfg = s->srv->cfg;
-    if (cfg->rate_limit == 0)
-        return;
-    uint64_t now = now_ms(s->srv);
-    s->tokens +=
-        (double)cfg->rate_limit * (double)(now - s->tokens_ms) / 1000.0;
-    if (s->tokens > (double)cfg->rate_burst)
-        s->tokens = (double)cfg->rate_burst;
-    s->tokens_ms = now;
-    s->tokens -= (double)n;
-    if (s->tokens < 0) {
-        /* Read less to slow a fast sender down (CONVENTIONS.md, I/O). */
-        double ms = -s->tokens * 1000.0 / (double)cfg->rate_limit;
-        pause_reading(s, (uint64_t)ms + 1);
-    }
-}
-
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b)
-{
-    c2s_session_t *s = h->data;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "connection ended: %s",
-            nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
-        if (nread != UV_EOF)
-            s->broken = true;
-        stream_abort(s->stream);
-        session_close(s);
-        return;
-    }
-    if (s->closing)
-        return;
-    rate_limit(s, (size_t)nread);
-    if (s->timer_mode == TIMER_IDLE)
-        set_timer(s, TIMER_IDLE, s->srv->cfg->idle_timeout);
-
-    if (s->tls == NULL) {
-        stream_feed(s->stream, b->base, (size_t)nread);
-        session_after_stream(s);
-        return;
-    }
-    int rc = tls_conn_feed(s->tls, b->base, (size_t)nread);
-    tls_conn_take_output(s->tls, &s->out);
-    if (rc != TLS_OK && rc != TLS_ERR_CLOSED) {
-        LOG(&s->srv->log, LOG_INFO, s->target.conn, "TLS failed: %s",
-            tls_conn_error_text(s->tls));
-        if (s->tls_handshaking)
-            stream_tls_done(s->stream, false, NULL);
-        else
-            stream_abort(s->stream);
-        session_close(s);
-        return;
-    }
-    tls_handshake_progress(s);
-    buf_t plain = BUF_INIT;
-    int rrc = tls_conn_read(s->tls, &plain);
-    if (plain.len > 0)
-        stream_feed(s->stream, plain.data, plain.len);
-    buf_free(&plain);
-    if (s->tls != NULL && !s->closing)
-        tls_conn_take_output(s->tls, &s->out);
-    if (rc == TLS_ERR_CLOSED || rrc == TLS_ERR_CLOSED) {
-        stream_abort(s->stream);
-        session_close(s);
-        return;
-    }
     session_after_stream(s);
 }
 
-static void on_resume(uv_timer_t *t)
+static void on_conn_error(void *ud, int err)
 {
-    c2s_session_t *s = t->data;
-    s->paused = false;
-    if (s->closing || s->handles_closed)
-        return;
-    if (s->auth_delay) {
-        s->auth_delay = false;
-        stream_auth_delay_done(s->stream);
-        session_after_stream(s);
-        if (s->closing || s->handles_closed)
-            return;
-    }
-    uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    c2s_session_t *s = ud;
+    LOG(&s->srv->log, err == CONN_ERR_TLS ? LOG_INFO : LOG_DEBUG,
+        s->target.conn, "connection ended: %s%s%s", conn_strerror(err),
+        err == CONN_ERR_TLS ? ": " : "",
+        err == CONN_ERR_TLS ? tls_conn_error_text(conn_tls(s->conn)) : "");
+    session_end(s, false);
 }
+
+static void on_conn_soft_limit(void *ud, bool over)
+{
+    c2s_session_t *s = ud;
+    LOG(&s->srv->log, LOG_DEBUG, s->target.conn,
+        over ? "output queue above %d bytes" : "output queue below %d bytes",
+        OUT_SOFT_LIMIT);
+}
+
+/* The client stopped reading and its queue crossed the hard limit: the
+ * unwritten stanzas are detached (a later step hands them back to the
+ * router), and the client is told why before it is dropped (issue 7,
+ * item 7; RFC 6120 §4.9.3.12). */
+static void count_unsent(void *arg, const char *data, size_t len, void *tag)
+{
+    size_t *n = arg;
+    (void)data;
+    (void)tag;
+    n[0]++;
+    n[1] += len;
+}
+
+static void on_conn_overflow(void *ud)
+{
+    c2s_session_t *s = ud;
+    size_t unsent[2] = {0, 0};
+    conn_unsent_walk(s->conn, count_unsent, unsent);
+    LOG(&s->srv->log, LOG_WARN, s->target.conn,
+        "client does not read; over %d bytes queued: dropping it "
+        "(%zu stanzas, %zu bytes never written)",
+        OUT_HARD_LIMIT, unsent[0], unsent[1]);
+    stream_error(s->stream, "policy-violation",
+                 "Your client does not read what the server sends");
+    session_end(s, false);
+}
+
+static void on_conn_resumed(void *ud)
+{
+    c2s_session_t *s = ud;
+    if (s->closing || !s->auth_delay)
+        return;
+    s->auth_delay = false;
+    stream_auth_delay_done(s->stream);
+    session_after_stream(s);
+}
+
+static void on_conn_closed(void *ud)
+{
+    c2s_session_t *s = ud;
+    s->conn = NULL;
+    if (!s->closing)
+        session_end(s, false); /* closed under us: a write failed */
+    session_maybe_free(s);
+}
+
+static const conn_events_t c2s_conn_events = {
+    .data = on_conn_data,
+    .tls_done = on_conn_tls_done,
+    .error = on_conn_error,
+    .soft_limit = on_conn_soft_limit,
+    .overflow = on_conn_overflow,
+    .resumed = on_conn_resumed,
+    .closed = on_conn_closed,
+};
 
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
@@ -596,6 +594,19 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return false;
 }
 
+/* A connection over a per-address limit gets a stream error and nothing
+ * else: its stream is opened only to say why (RFC 6120 §4.9.1.1 allows the
+ * error before the client's header is read). */
+static const char *over_address_limit(server_t *srv, const c2s_addr_t *a)
+{
+    const server_config_t *cfg = srv->cfg;
+    if (a->connections > cfg->max_connections_per_address)
+        return "too many connections from your address";
+    if (a->unauthenticated > cfg->max_unauthenticated_per_address)
+        return "too many unauthenticated connections from your address";
+    return NULL;
+}
+
 static void on_connection(uv_stream_t *server_handle, int status)
 {
     c2s_listener_t *l = server_handle->data;
@@ -608,33 +619,32 @@ static void on_connection(uv_stream_t *server_handle, int status)
     s->srv = srv;
     s->target.ops = &c2s_target_ops;
     s->target.conn = ++srv->next_conn_id;
-    uv_tcp_init(srv->loop, &s->tcp);
+    conn_opts_t co = {
+        .soft_limit = OUT_SOFT_LIMIT,
+        .hard_limit = OUT_HARD_LIMIT,
+        .rate_limit = srv->cfg->rate_limit,
+        .rate_burst = srv->cfg->rate_burst,
+        .linger_ms = (unsigned)(srv->cfg->close_timeout * 1000.0),
+        .read_buf = (char *)srv->read_buf,
+        .read_buf_size = sizeof(srv->read_buf),
+    };
     uv_timer_init(srv->loop, &s->timer);
-    uv_timer_init(srv->loop, &s->throttle);
-    s->tcp.data = s->timer.data = s->throttle.data = s;
-    s->handles_open = 3;
+    s->timer.data = s;
     s->next = srv->sessions;
     if (srv->sessions != NULL)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->session_count++;
-    if (uv_accept(server_handle, (uv_stream_t *)&s->tcp) < 0) {
+    s->conn = conn_new(srv->loop, &co, &c2s_conn_events, s);
+    if (s->conn == NULL || conn_accept(s->conn, server_handle) < 0) {
         s->closing = true;
-        close_handles(s);
+        if (s->conn != NULL)
+            conn_abort(s->conn);
+        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
         return;
     }
-    uv_tcp_nodelay(&s->tcp, 1);
-
     struct sockaddr_storage ss;
-    int sslen = sizeof(ss);
-    memset(&ss, 0, sizeof(ss));
-    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sslen);
-    if (ss.ss_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)&ss, s->addr, sizeof(s->addr));
-    else if (ss.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&ss, s->addr, sizeof(s->addr));
-
-    s->direct_tls = l->direct_tls;
+    conn_peer_sockaddr(s->conn, &ss);
     if (l->direct_tls)
         s->stream_cfg = &srv->stream_cfg_direct;
     else if (srv->cfg->allow_plain_loopback && is_loopback(&ss))
@@ -642,26 +652,38 @@ static void on_connection(uv_stream_t *server_handle, int status)
     else
         s->stream_cfg = &srv->stream_cfg;
     s->stream = stream_new_c2s(s->stream_cfg, &c2s_hooks, s);
-    if (s->stream == NULL) {
+    s->addr_entry = addr_get(srv, conn_peer_addr(s->conn));
+    if (s->stream == NULL || s->addr_entry == NULL) {
         s->closing = true;
-        close_handles(s);
+        conn_abort(s->conn);
+        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
         return;
     }
-    if (l->direct_tls) {
-        s->tls = tls_conn_new_server(srv->tls_direct);
-        if (s->tls == NULL) {
-            stream_abort(s->stream);
-            session_close(s);
+    s->addr_entry->connections++;
+    s->addr_entry->unauthenticated++;
+    s->unauthenticated = true;
+    LOG(&srv->log, LOG_INFO, s->target.conn, "connection from %s on %s",
+        session_addr(s), l->name);
+    const char *over = over_address_limit(srv, s->addr_entry);
+    if (over != NULL) {
+        LOG(&srv->log, LOG_WARN, s->target.conn, "%s (%s): refused", over,
+            session_addr(s));
+        if (s->stream_cfg->tls_direct) {
+            /* No XML before the TLS handshake: just close. */
+            session_end(s, true);
             return;
         }
-        s->tls_handshaking = true;
+        stream_error(s->stream, "policy-violation", over);
+        session_end(s, false);
+        return;
     }
-    s->tokens = (double)srv->cfg->rate_burst;
-    s->tokens_ms = now_ms(srv);
-    LOG(&srv->log, LOG_INFO, s->target.conn, "connection from %s on %s",
-        s->addr, l->name);
+    if (s->stream_cfg->tls_direct &&
+        conn_start_tls(s->conn, srv->tls_direct, NULL) != CONN_OK) {
+        session_end(s, true);
+        return;
+    }
     set_timer(s, TIMER_HANDSHAKE, srv->cfg->handshake_timeout);
-    uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    conn_read_start(s->conn);
 }
 
 /* ------------------------------------------------------------- listeners */

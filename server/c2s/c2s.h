@@ -1,12 +1,12 @@
 /* c2s: client-to-server listeners and sessions on libuv.
  *
- * A session glues a TCP handle, an optional tls_conn_t and a stream_t
- * together and implements the stream's hooks: output goes through TLS (when
- * on) into one pending buffer, written with one uv_write in flight; account
- * lookups go to the store, password checks to the thread pool, binding and
- * stanzas to the router. An idle session holds no buffer: reads use the
- * server's shared read buffer, and the output buffers are freed when a
- * write completes with nothing left to send. */
+ * A session glues a connection (lib/net/conn: TCP, TLS as a layer, the
+ * output queue with one write in flight, rate and size limits) and a
+ * stream_t together and implements the stream's hooks: output goes to the
+ * connection; account lookups go to the store, password checks to the
+ * thread pool, binding and stanzas to the router. An idle session holds no
+ * buffer: reads use the server's shared read buffer, and the connection
+ * frees its output buffers once a write completes with nothing left. */
 #ifndef STARLING_C2S_C2S_H
 #define STARLING_C2S_C2S_H
 

@@ -136,6 +136,8 @@ int config_defaults(server_config_t *c)
     c->handshake_timeout = 60.0;
     c->rate_limit = 64 * 1024;
     c->rate_burst = 256 * 1024;
+    c->max_connections_per_address = 200;
+    c->max_unauthenticated_per_address = 30;
 
     c->storage_path = strdup(DEFAULT_STORAGE);
     if (c->storage_path == NULL)
@@ -235,6 +237,10 @@ static const desc_t limits_desc[] = {
     {"handshake_timeout", K_DOUBLE, F(handshake_timeout), 1, 3600, NULL, false},
     {"rate_limit", K_SIZE, F(rate_limit), 0, 1 << 30, NULL, false},
     {"rate_burst", K_SIZE, F(rate_burst), 1, 1 << 30, NULL, false},
+    {"max_connections_per_address", K_UINT, F(max_connections_per_address), 1,
+     1000000, NULL, false},
+    {"max_unauthenticated_per_address", K_UINT,
+     F(max_unauthenticated_per_address), 1, 1000000, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

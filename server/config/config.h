@@ -114,6 +114,12 @@ typedef struct server_config {
     size_t rate_limit;        /* bytes per second per connection, default
                                  64 KiB; 0 = none */
     size_t rate_burst;        /* bytes, default 256 KiB; >= rate_limit */
+    unsigned max_connections_per_address;     /* open c2s connections from one
+                                                 address, default 200,
+                                                 1..1000000 */
+    unsigned max_unauthenticated_per_address; /* of those, not yet
+                                                 authenticated, default 30,
+                                                 1..1000000 */
 
     /* storage */
     char *storage_path; /* SQLite file, default "starling.db" */

@@ -370,9 +370,14 @@ class Client:
     ('close',) for the server's close tag, ('eof',) for TCP end."""
 
     def __init__(self, port, timeout=TIMEOUT, tls=False, alpn=('xmpp-client',),
-                 cafile=None, tls_max=None, tls_min=None, server_hostname='localhost'):
+                 cafile=None, tls_max=None, tls_min=None, server_hostname='localhost',
+                 source=None):
         self.timeout = timeout
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        # source: the local address to connect from (127.0.0.2 is a
+        # second client address on Linux loopback).
+        self.sock = socket.create_connection(
+            ('127.0.0.1', port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.tls = False
         self.raw = bytearray()          # everything received, all layers

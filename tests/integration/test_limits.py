@@ -1,6 +1,8 @@
-"""Keepalives, idle timeout and the input rate limit over real sockets
-(RFC 6120 §4.6.1 whitespace keepalives, §4.9.3.4 connection-timeout;
-limits.idle_timeout, limits.rate_limit/rate_burst).
+"""Keepalives, idle timeout, the input rate limit, the output limit and the
+per-address limits over real sockets (RFC 6120 §4.6.1 whitespace
+keepalives, §4.9.3.4 connection-timeout; limits.idle_timeout,
+limits.rate_limit/rate_burst, limits.max_connections_per_address,
+limits.max_unauthenticated_per_address, sasl.auth_failure_delay).
 
 Run: python3 test_limits.py STARLINGD STARLINGCTL
 """
@@ -8,11 +10,12 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import NS_CLIENT, Server, q  # noqa: E402
+from harness import NS_CLIENT, NS_SASL, STREAM_ERROR, Server, q  # noqa: E402
 
 
 class Idle(harness.ServerTestCase):
@@ -126,9 +129,9 @@ class SlowReader(harness.ServerTestCase):
     Messages are headlines so that nothing bounces back to the sender once
     the reader is gone (RFC 6121 §8.5.2.2.3)."""
 
-    def flood(self, srv, megabytes):
+    def flood(self, srv, megabytes, rcvbuf=4096):
         b = self.login(srv, 'bob@localhost', resource='sink')
-        b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/sink').group(1)
         a = self.login(srv, 'alice@localhost', resource='src')
         body = 'y' * 100000
@@ -153,6 +156,37 @@ class SlowReader(harness.ServerTestCase):
         finally:
             srv.kill()
 
+    def test_dropped_reader_gets_stream_error(self):
+        """Issue 7, item 7: the reader dropped at the output limit is told
+        why. Once it reads again it gets what had reached its socket, then
+        <policy-violation/> and the close tag, then the end of TCP."""
+        srv = Server(limits={'rate_limit': 0, 'close_timeout': 10.0})
+        try:
+            # A window of 4 KiB would drain slower than close_timeout.
+            a, b, conn = self.flood(srv, 20, rcvbuf=256 * 1024)
+            srv.wait_log(r'\[%s\] client does not read' % conn)
+            # Read the raw bytes (the XML reader is slow for megabytes):
+            # whole messages, then the error and the close tag, then EOF.
+            b.sock.settimeout(10)
+            data = bytearray(b.raw)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                chunk = b.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+            else:
+                self.fail('no end of TCP after the stream error (%d bytes, '
+                          'ends %r)' % (len(data), bytes(data[-200:])))
+            tail = bytes(data[-400:]).decode('utf-8', 'replace')
+            self.assertRegex(
+                tail, r"</message><stream:error><policy-violation xmlns='%s'/>"
+                % harness.NS_STREAM_ERR)
+            self.assertTrue(tail.endswith('</stream:stream>'), tail)
+            srv.wait_log(r'\[%s\] connection freed' % conn, timeout=5)
+        finally:
+            srv.kill()
+
     def test_shutdown_with_stuck_output(self):
         """SIGTERM while a client has output stuck in its socket (it does
         not read): after close_timeout (1 s) the stream is void and the
@@ -168,6 +202,165 @@ class SlowReader(harness.ServerTestCase):
             self.assertLess(time.monotonic() - t0, 6)
         finally:
             srv.kill()
+
+
+class PerAddress(harness.ServerTestCase):
+    """Issue 7, item 8: one address cannot guess faster by opening more
+    connections. With the defaults (30 unfinished authentications per
+    address, 1 s more delay per recent failure) 200 parallel wrong-password
+    attempts get a handful of answers per second, while a correct login
+    from another address (127.0.0.2) is not slowed."""
+
+    @classmethod
+    def setUpClass(cls):
+        # The harness turns the failure delay off; this test wants the
+        # defaults. Plaintext on loopback keeps 200 handshakes cheap.
+        cls.srv = Server(c2s={'allow_plain_loopback': True},
+                         sasl={'auth_failure_delay': 1.0})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_parallel_guessing_is_slowed(self):
+        srv = self.srv
+        t0 = time.monotonic()
+        lock = threading.Lock()
+        answers, refused, clients = [], [], []
+
+        def attempt():
+            c = None
+            try:
+                c = harness.Client(srv.port, timeout=40)
+                with lock:
+                    clients.append(c)
+                c.open_stream()
+                res = c.auth_scram('alice', 'wrong password')
+                if res.tag == q(NS_SASL, 'failure'):
+                    with lock:
+                        answers.append(time.monotonic() - t0)
+            except Exception:  # noqa: BLE001 (refused or cut at the end)
+                with lock:
+                    if c is not None and b'policy-violation' in c.raw:
+                        refused.append(time.monotonic() - t0)
+
+        threads = []
+        for _ in range(200):
+            t = threading.Thread(target=attempt, daemon=True)
+            t.start()
+            threads.append(t)
+
+        # Meanwhile a correct login from another address stays fast.
+        time.sleep(2.0)
+        t1 = time.monotonic()
+        c = self.track(harness.Client(srv.port, source='127.0.0.2'))
+        c.open_stream()
+        res = c.auth_scram('alice', srv.users['alice@localhost'])
+        self.assertEqual(res.tag, q(NS_SASL, 'success'))
+        self.assertLess(time.monotonic() - t1, 1.0)
+
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
+        with lock:
+            early = [t for t in answers if t <= 5.0]
+            n_refused = len(refused)
+        self.assertLessEqual(len(early), 40, answers)
+        self.assertGreater(len(early), 0)
+        # Past 30 unfinished authentications the address is refused.
+        self.assertGreater(n_refused, 100)
+        srv.wait_log(r'too many unauthenticated connections from your '
+                     r'address \(127\.0\.0\.1\): refused')
+        with lock:
+            for cl in clients:
+                try:
+                    cl.sock.close()
+                except OSError:
+                    pass
+        for t in threads:
+            t.join(10)
+
+
+class PerAddressCounts(harness.ServerTestCase):
+    """limits.max_connections_per_address and
+    max_unauthenticated_per_address, small: the connection over either
+    limit gets <policy-violation/> at once; an authenticated connection no
+    longer counts as unfinished, a closed one no longer counts at all."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(c2s={'allow_plain_loopback': True},
+                         limits={'max_connections_per_address': 3,
+                                 'max_unauthenticated_per_address': 2})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def opened(self):
+        """A connection that got its features; returns it and its id in
+        the server's log."""
+        mark = len(self.srv.lines)
+        c = self.track(harness.Client(self.srv.port))
+        c.open_stream()
+        conn = self.srv.wait_log(r'\[(c\d+)\] connection from',
+                                 start=mark).group(1)
+        return c, conn
+
+    def refused(self, why):
+        c = self.track(harness.Client(self.srv.port))
+        c.open_stream(features=False)
+        el = c.expect_stream_error('policy-violation')
+        self.assertIn(why, el.findtext(q(harness.NS_STREAM_ERR, 'text')))
+
+    def test_counts(self):
+        srv = self.srv
+        c1, id1 = self.opened()
+        self.opened()
+        self.refused('too many unauthenticated connections')
+        c1.close()
+        srv.wait_log(r'\[%s\] connection freed' % id1)
+        # c4 authenticates: it keeps counting as a connection only.
+        c4, _ = self.opened()
+        res = c4.auth_scram('alice', srv.users['alice@localhost'])
+        self.assertEqual(res.tag, q(NS_SASL, 'success'))
+        self.opened()
+        self.refused('too many connections from your address')
+        # Another address has its own counts.
+        c = self.track(harness.Client(srv.port, source='127.0.0.2'))
+        c.open_stream()
+        self.assertIsNotNone(c.features)
+
+
+class PerAccount(harness.ServerTestCase):
+    """A failure count per account as well as per address: guesses at one
+    account from a second address are held back by the failures the first
+    address made (sasl.auth_failure_delay 1 s per recent failure)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(c2s={'allow_plain_loopback': True},
+                         sasl={'auth_failure_delay': 1.0})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def fail_once(self, source, user):
+        c = self.track(harness.Client(self.srv.port, source=source))
+        c.open_stream()
+        t0 = time.monotonic()
+        res = c.auth_scram(user, 'wrong password')
+        self.assertEqual(res.tag, q(NS_SASL, 'failure'))
+        c.close()
+        return time.monotonic() - t0
+
+    def test_failures_per_account(self):
+        self.assertLess(self.fail_once('127.0.0.1', 'bob'), 0.9)
+        self.assertGreaterEqual(self.fail_once('127.0.0.1', 'bob'), 0.9)
+        # A new address, the same account: two recent failures, 2 s.
+        self.assertGreaterEqual(self.fail_once('127.0.0.3', 'bob'), 1.9)
+        # A new address and another account: no delay.
+        self.assertLess(self.fail_once('127.0.0.4', 'carol'), 0.9)
+
 
 
 class SizeLimitAtCrossing(harness.ServerTestCase):

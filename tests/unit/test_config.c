@@ -170,6 +170,10 @@ static void assert_same_settings(const server_config_t *a,
     assert_true(a->handshake_timeout == b->handshake_timeout);
     assert_int_equal(a->rate_limit, b->rate_limit);
     assert_int_equal(a->rate_burst, b->rate_burst);
+    assert_int_equal(a->max_connections_per_address,
+                     b->max_connections_per_address);
+    assert_int_equal(a->max_unauthenticated_per_address,
+                     b->max_unauthenticated_per_address);
     assert_int_equal(a->log_level, b->log_level);
     assert_int_equal(a->module_count, b->module_count);
     for (size_t i = 0; i < a->module_count; i++) {
@@ -266,6 +270,8 @@ static void test_defaults(void **state)
     assert_true(c.handshake_timeout == 60.0);
     assert_int_equal(c.rate_limit, 65536);
     assert_int_equal(c.rate_burst, 262144);
+    assert_int_equal(c.max_connections_per_address, 200);
+    assert_int_equal(c.max_unauthenticated_per_address, 30);
     assert_string_equal(c.storage_path, "starling.db");
     assert_int_equal(c.log_level, CONFIG_LOG_INFO);
     assert_string_equal(config_log_level_name(c.log_level), "info");
@@ -319,7 +325,9 @@ static void test_full_file(void **state)
             "limits = { max_stanza_size = 100000;\n"
             "  max_stanza_size_preauth = 100000; max_depth = 8;\n"
             "  max_attrs = 1024; idle_timeout = 0.0; close_timeout = 0.5;\n"
-            "  handshake_timeout = 30.5; rate_limit = 0; rate_burst = 1; };\n"
+            "  handshake_timeout = 30.5; rate_limit = 0; rate_burst = 1;\n"
+            "  max_connections_per_address = 7;\n"
+            "  max_unauthenticated_per_address = 3; };\n"
             "storage = { path = \"/var/lib/starling/s.db\"; };\n"
             "log = { level = \"debug\"; };\n",
             &c);
@@ -367,8 +375,10 @@ static void test_full_file(void **state)
     assert_true(c.handshake_timeout == 30.5);
     assert_int_equal(c.rate_limit, 0);
     assert_int_equal(c.rate_burst, 1);
+    assert_int_equal(c.max_connections_per_address, 7);
+    assert_int_equal(c.max_unauthenticated_per_address, 3);
     assert_string_equal(c.storage_path, "/var/lib/starling/s.db");
-    assert_int_equal(c.line.storage_path, 20);
+    assert_int_equal(c.line.storage_path, 22);
     assert_int_equal(c.log_level, CONFIG_LOG_DEBUG);
     config_free(&c);
 }
@@ -506,6 +516,10 @@ static void test_out_of_range(void **state)
                "is larger than limits.max_stanza_size (10000)");
     load_fails(f, "limits = {\n rate_limit = 1000;\n rate_burst = 999; };\n", 3,
                "limits.rate_burst (999) is smaller than limits.rate_limit");
+    load_fails(f, "limits = { max_connections_per_address = 0; };\n", 1,
+               "limits.max_connections_per_address: 0 is out of range");
+    load_fails(f, "limits = { max_unauthenticated_per_address = 0; };\n", 1,
+               "limits.max_unauthenticated_per_address: 0 is out of range");
     load_fails(f, "log = {\n level = \"verbose\";\n};\n", 2,
                "log.level: 'verbose' is not one of error, warn, info, debug");
     load_fails(f, "c2s = { resource_conflict = \"both\"; };\n", 1,
