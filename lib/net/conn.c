@@ -1,8 +1,11 @@
 #include "net/conn.h"
 
+#include <linux/sockios.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "base/buf.h"
 
@@ -21,7 +24,13 @@ typedef struct conn_block {
     buf_t own;
     void *tag;
     bool raw;
-    bool whole; /* one unit (a stanza): nothing is appended to it */
+    bool whole;     /* one unit (a stanza): nothing is appended to it */
+    bool unlimited; /* not counted against the hard limit */
+    /* Once in a write: where the block's bytes end on the wire, counted
+     * from the connection's first byte (ciphertext on a TLS connection),
+     * so that what the peer acknowledged tells which blocks it has
+     * whole. */
+    uint64_t end;
 } conn_block_t;
 
 /* A layer turns socket bytes into owner plaintext (input) and queued
@@ -57,11 +66,18 @@ struct conn {
 
     conn_block_t *head, *tail; /* not yet written */
     size_t queued;             /* bytes in head..tail */
+    size_t unlimited;          /* of those, in blocks exempt from the limit */
     conn_block_t *inflight;    /* blocks of the write in flight */
     buf_t wire;                /* TLS: ciphertext of the write in flight */
     size_t inflight_bytes;
     uv_buf_t *bufs; /* WRITE_MAX_BUFS while writing, else NULL */
     unsigned nbufs;
+    /* Tagged blocks the kernel took but the peer has not acknowledged yet:
+     * kept until it does, so that a connection that dies with them still
+     * in the kernel's send queue can hand them back. */
+    conn_block_t *sent_head, *sent_tail;
+    uint64_t wire_total;  /* bytes the kernel took, from the first one */
+    uint64_t acked;       /* of those, acknowledged by the peer (at most) */
     conn_block_t *unsent; /* detached at overflow, during the event only */
 
     tls_conn_t *tls;
@@ -75,6 +91,7 @@ struct conn {
     bool want_read, reading, paused, connecting;
     bool writing, closing, broken, handles_closed, shutting_down;
     bool soft_over, overflowing, nomem;
+    bool graceful; /* closing after the output drained and FIN was sent */
     int handles_open;
     char addr[48];
 };
@@ -139,18 +156,67 @@ static conn_block_t *queue_pop(conn_t *c)
         c->tail = NULL;
     b->next = NULL;
     c->queued -= block_len(b);
+    if (b->unlimited)
+        c->unlimited -= block_len(b);
     return b;
 }
 
 /* ------------------------------------------------------------- handles */
+
+/* Bytes the kernel took that the peer has not acknowledged (SIOCOUTQ). */
+static uint64_t unacked(conn_t *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0)
+        return 0;
+    return (uint64_t)n;
+}
+
+/* Frees the sent blocks the peer has acknowledged. */
+static void prune_sent(conn_t *c)
+{
+    if (c->sent_head == NULL || c->broken)
+        return;
+    uint64_t acked = c->wire_total - unacked(c);
+    if (acked > c->acked)
+        c->acked = acked;
+    while (c->sent_head != NULL && c->sent_head->end <= c->acked) {
+        conn_block_t *b = c->sent_head;
+        c->sent_head = b->next;
+        block_free(b);
+    }
+    if (c->sent_head == NULL)
+        c->sent_tail = NULL;
+}
+
+/* The connection is gone: every tagged block the peer never acknowledged
+ * whole — sent but unacknowledged, in flight, still queued — goes back to
+ * the owner, in order. close_handles() made sure that none of it can still
+ * arrive (a reset discards the kernel's send queue). */
+static void hand_back(conn_t *c)
+{
+    if (c->ev.unsent == NULL)
+        return;
+    const conn_block_t *lists[] = {c->sent_head, c->inflight, c->head};
+    /* After an orderly end (output drained, FIN sent) what the kernel holds
+     * still reaches a peer that reads. */
+    for (size_t i = c->graceful ? 2 : 0; i < 3; i++)
+        for (const conn_block_t *b = lists[i]; b != NULL; b = b->next)
+            if (b->tag != NULL && (i == 2 || b->end > c->acked))
+                c->ev.unsent(c->ud, block_data(b), block_len(b), b->tag);
+}
 
 static void on_handle_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
     if (--c->handles_open > 0)
         return;
+    hand_back(c);
     if (c->ev.closed != NULL)
         c->ev.closed(c->ud);
+    blocks_free(c->sent_head);
     blocks_free(c->head);
     blocks_free(c->inflight);
     buf_free(&c->wire);
@@ -167,6 +233,26 @@ static void close_handles(conn_t *c)
     c->handles_closed = true;
     c->closing = true;
     c->reading = false;
+    if (!c->graceful && !c->broken) {
+        /* Cut short: closing cancels the write in flight (what libuv still
+         * holds of it never reached the kernel), and what the kernel holds
+         * unacknowledged is discarded by a reset rather than sent later,
+         * so that what is handed back is exactly what the peer never
+         * got. */
+        uint64_t total = c->wire_total;
+        if (c->writing)
+            total += c->inflight_bytes -
+                     uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        uint64_t outq = unacked(c);
+        if (total - outq > c->acked)
+            c->acked = total - outq;
+        uv_os_fd_t fd;
+        struct linger lg = {1, 0};
+        if (outq > 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    /* Broken (reset, failed write): nothing is known past the last
+     * acknowledgement seen. */
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -280,6 +366,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
         return;
     }
     rate_account(c, (size_t)n);
+    prune_sent(c); /* the peer speaks: it has likely acknowledged more */
     c->layer->input(c, b->base, (size_t)n);
     flush(c);
 }
@@ -352,9 +439,7 @@ static void flush(conn_t *c)
     int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, c->bufs, c->nbufs,
                       on_write);
     if (rc < 0) {
-        blocks_free(c->inflight);
-        c->inflight = NULL;
-        c->inflight_bytes = 0;
+        /* Nothing was written: the blocks stay for hand_back(). */
         c->broken = true;
         if (c->closing)
             close_handles(c);
@@ -369,10 +454,34 @@ static void on_write(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
     c->writing = false;
-    blocks_free(c->inflight);
-    c->inflight = NULL;
-    c->inflight_bytes = 0;
-    buf_reset(&c->wire);
+    if (status < 0) {
+        /* The blocks stay for hand_back(): cancelled by our close, or
+         * failed. */
+        c->broken = true;
+    } else {
+        /* The kernel took the write: tagged blocks wait for the peer's
+         * acknowledgement, the rest is done. */
+        c->wire_total += c->inflight_bytes;
+        conn_block_t *b = c->inflight;
+        while (b != NULL) {
+            conn_block_t *next = b->next;
+            b->next = NULL;
+            if (b->tag != NULL) {
+                if (c->sent_tail != NULL)
+                    c->sent_tail->next = b;
+                else
+                    c->sent_head = b;
+                c->sent_tail = b;
+            } else {
+                block_free(b);
+            }
+            b = next;
+        }
+        c->inflight = NULL;
+        c->inflight_bytes = 0;
+        buf_reset(&c->wire);
+        prune_sent(c);
+    }
     if (c->handles_closed)
         return;
     if (status < 0) {
@@ -415,6 +524,7 @@ static void take_blocks(conn_t *c, bool only_raw)
            (!only_raw || c->head->raw)) {
         conn_block_t *b = queue_pop(c);
         add_buf(c, block_data(b), block_len(b));
+        b->end = c->wire_total + c->inflight_bytes;
         *tailp = b;
         tailp = &b->next;
     }
@@ -489,8 +599,10 @@ static void tls_input(conn_t *c, const char *data, size_t len)
         report_error(c, CONN_ERR_TLS);
 }
 
-/* Encrypts queued blocks until a write's worth; the owner's tags end here,
- * since ciphertext cannot be taken back. */
+/* Encrypts every queued block at an orderly TLS close (close_notify must
+ * come last). These blocks are committed: their tags end here, since
+ * ciphertext that a write in flight may be followed by cannot be taken
+ * back; a peer that reads gets them. */
 static void tls_encrypt_queue(conn_t *c, size_t max)
 {
     size_t done = 0;
@@ -510,8 +622,25 @@ static void tls_output(conn_t *c)
     take_blocks(c, true);
     if (c->nbufs > 0)
         return;
-    if (!c->handshaking && !c->shutting_down)
-        tls_encrypt_queue(c, WRITE_MAX_BYTES);
+    /* Ciphertext the layer made on its own (handshake, alerts, blocks
+     * encrypted at shutdown) comes before the blocks encrypted here. */
+    conn_block_t **tailp = &c->inflight;
+    while (*tailp != NULL)
+        tailp = &(*tailp)->next;
+    size_t done = 0;
+    while (!c->handshaking && !c->shutting_down && c->head != NULL &&
+           !c->head->raw && done < WRITE_MAX_BYTES) {
+        conn_block_t *b = queue_pop(c);
+        done += block_len(b);
+        int rc = tls_conn_write(c->tls, block_data(b), block_len(b));
+        /* Kept in flight until the write completes, with the end of its
+         * records, so that a write cut short can hand it back. */
+        b->end = c->wire_total + c->wire.len + tls_conn_output_pending(c->tls);
+        *tailp = b;
+        tailp = &b->next;
+        if (rc != TLS_OK)
+            break;
+    }
     if (tls_conn_take_output(c->tls, &c->wire) != TLS_OK || c->wire.len == 0)
         return;
     add_buf(c, c->wire.data, c->wire.len);
@@ -581,7 +710,7 @@ static void enqueue(conn_t *c, conn_block_t *b)
 static void after_queue(conn_t *c)
 {
     if (c->o.hard_limit > 0 && !c->overflowing &&
-        conn_queued(c) > c->o.hard_limit) {
+        conn_queued(c) - c->unlimited > c->o.hard_limit) {
         overflow(c);
         return;
     }
@@ -630,6 +759,11 @@ int conn_write_block(conn_t *c, const void *data, size_t len, void *tag)
 
 int conn_send_shared_tagged(conn_t *c, rcbuf_t *rb, void *tag)
 {
+    return conn_send_shared_ex(c, rb, tag, false);
+}
+
+int conn_send_shared_ex(conn_t *c, rcbuf_t *rb, void *tag, bool unlimited)
+{
     if (c->closing || c->broken)
         return CONN_ERR_CLOSED;
     conn_block_t *b = calloc(1, sizeof(*b));
@@ -638,6 +772,10 @@ int conn_send_shared_tagged(conn_t *c, rcbuf_t *rb, void *tag)
     b->shared = rcbuf_ref(rb);
     b->tag = tag;
     enqueue(c, b);
+    if (unlimited) {
+        b->unlimited = true;
+        c->unlimited += block_len(b);
+    }
     after_queue(c);
     return CONN_OK;
 }
@@ -707,7 +845,9 @@ int conn_peer_names(conn_t *c, char ***names)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     conn_t *c = req->data;
-    (void)status;
+    /* Everything was written and FIN follows it: what the kernel still
+     * holds reaches a peer that reads. */
+    c->graceful = status == 0;
     close_handles(c);
 }
 

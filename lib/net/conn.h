@@ -76,6 +76,13 @@ typedef struct conn_events {
      * bypasses the limit; afterwards the connection closes (conn_close with
      * the configured linger) unless the owner closed it already. */
     void (*overflow)(void *ud);
+    /* The connection is gone (just before `closed`) and this tagged block
+     * never reached the socket whole: it was still queued, or in a write
+     * the kernel did not finish taking (cancelled by the close; after a
+     * failed write every block of it counts). In queue order. Blocks
+     * detached by `overflow` are not shown again, and neither are those
+     * encrypted for an orderly TLS close (a reading peer gets them). */
+    void (*unsent)(void *ud, const char *data, size_t len, void *tag);
     /* A conn_pause() ended; reading has resumed (unless stopped). */
     void (*resumed)(void *ud);
     /* The last event: the handles are closed, the conn is freed when this
@@ -146,6 +153,10 @@ int conn_write_block(conn_t *c, const void *data, size_t len, void *tag);
  * conn_unsent_walk() shows back. */
 int conn_send_shared(conn_t *c, rcbuf_t *b);
 int conn_send_shared_tagged(conn_t *c, rcbuf_t *b, void *tag);
+/* The same; with `unlimited`, the block does not count against the hard
+ * limit (a backlog handed over from a connection that ended: bounded by
+ * what that one held, and not this peer's fault). */
+int conn_send_shared_ex(conn_t *c, rcbuf_t *b, void *tag, bool unlimited);
 
 /* During `overflow`: calls fn for every detached block, in queue order,
  * with its bytes and tag (NULL for owned bytes unless given). */

@@ -780,6 +780,11 @@ int tls_conn_take_output(tls_conn_t *c, buf_t *out)
     return TLS_OK;
 }
 
+size_t tls_conn_output_pending(const tls_conn_t *c)
+{
+    return BIO_ctrl_pending(SSL_get_wbio(c->ssl));
+}
+
 bool tls_conn_handshake_done(const tls_conn_t *c)
 {
     return c->handshake_done;

@@ -117,6 +117,10 @@ int tls_conn_shutdown(tls_conn_t *c);
  * TLS_ERR_NOMEM. */
 int tls_conn_take_output(tls_conn_t *c, buf_t *out);
 
+/* Bytes of ciphertext waiting for tls_conn_take_output() (so that a
+ * caller can tell where each plaintext piece ends in the ciphertext). */
+size_t tls_conn_output_pending(const tls_conn_t *c);
+
 bool tls_conn_handshake_done(const tls_conn_t *c);
 
 /* "TLSv1.3" etc. (NULL before the handshake is done), and the negotiated

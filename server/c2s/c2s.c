@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/xalloc.h"
 #include "net/conn.h"
 
 /* Output queued for a client that does not read: past the soft limit the
@@ -70,6 +71,11 @@ struct c2s_session {
     unsigned pending; /* async requests that refer to this session */
     bool auth_delay;  /* a SASL failure is being held back (paused read) */
     char *account;    /* node@domain of the last SASL lookup, or NULL */
+    /* Stanzas queued for this session alone that its connection never
+     * wrote: routed again when the session is freed, outside any routing
+     * in progress (issue 7, item 7). */
+    rcbuf_t **unsent;
+    size_t unsent_count;
 };
 
 static void session_close(c2s_session_t *s);
@@ -148,6 +154,15 @@ static void session_maybe_free(c2s_session_t *s)
         s->next->prev = s->prev;
     srv->session_count--;
     router_unbind(srv->router, &s->target);
+    if (s->unsent_count > 0)
+        LOG(&srv->log, LOG_INFO, s->target.conn,
+            "%zu stanza(s) never written: routed again", s->unsent_count);
+    for (size_t i = 0; i < s->unsent_count; i++) {
+        router_requeue_bytes(srv->router, rcbuf_data(s->unsent[i]),
+                             rcbuf_len(s->unsent[i]));
+        rcbuf_unref(s->unsent[i]);
+    }
+    free(s->unsent);
     jid_clear(&s->target.jid);
     stream_free(s->stream);
     session_authenticated(s);
@@ -428,9 +443,9 @@ static bool target_deliver(route_target_t *t, route_stanza_t *st)
     if (stream_state(s->stream) != STREAM_OPEN || !stream_is_bound(s->stream) ||
         conn_closing(s->conn))
         return false;
-    return conn_send_shared_tagged(s->conn, route_stanza_bytes(st),
-                                   st->shared ? TAG_SHARED : TAG_SOLE) ==
-           CONN_OK;
+    return conn_send_shared_ex(s->conn, route_stanza_bytes(st),
+                               st->shared ? TAG_SHARED : TAG_SOLE,
+                               st->requeued) == CONN_OK;
 }
 
 static void target_kick(route_target_t *t, const char *condition)
@@ -525,31 +540,47 @@ static void on_conn_soft_limit(void *ud, bool over)
         OUT_SOFT_LIMIT);
 }
 
-/* The client stopped reading and its queue crossed the hard limit: the
- * unwritten stanzas are detached (a later step hands them back to the
- * router), and the client is told why before it is dropped (issue 7,
- * item 7; RFC 6120 §4.9.3.12). */
-static void count_unsent(void *arg, const char *data, size_t len, void *tag)
+/* Keeps a stanza this session alone was to receive and never got. */
+static void keep_unsent(c2s_session_t *s, const char *data, size_t len,
+                        void *tag)
 {
-    size_t *n = arg;
-    (void)data;
-    (void)tag;
-    n[0]++;
-    n[1] += len;
+    if (tag != TAG_SOLE)
+        return; /* another resource has it, or not a routed stanza */
+    rcbuf_t *b = rcbuf_new(data, len);
+    if (b == NULL)
+        xalloc_fail(len);
+    s->unsent =
+        xreallocarray(s->unsent, s->unsent_count + 1, sizeof(*s->unsent));
+    s->unsent[s->unsent_count++] = b;
 }
 
+static void collect_unsent(void *arg, const char *data, size_t len, void *tag)
+{
+    keep_unsent(arg, data, len, tag);
+}
+
+/* The client stopped reading and its queue crossed the hard limit: the
+ * unwritten stanzas are detached and go back to the router when the
+ * session is freed, and the client is told why before it is dropped
+ * (issue 7, item 7; RFC 6120 §4.9.3.12). */
 static void on_conn_overflow(void *ud)
 {
     c2s_session_t *s = ud;
-    size_t unsent[2] = {0, 0};
-    conn_unsent_walk(s->conn, count_unsent, unsent);
+    size_t before = s->unsent_count;
+    conn_unsent_walk(s->conn, collect_unsent, s);
     LOG(&s->srv->log, LOG_WARN, s->target.conn,
         "client does not read; over %d bytes queued: dropping it "
-        "(%zu stanzas, %zu bytes never written)",
-        OUT_HARD_LIMIT, unsent[0], unsent[1]);
+        "(%zu stanzas never written go back to the router)",
+        OUT_HARD_LIMIT, s->unsent_count - before);
     stream_error(s->stream, "policy-violation",
                  "Your client does not read what the server sends");
     session_end(s, false);
+}
+
+/* The connection ended with stanzas it never wrote whole. */
+static void on_conn_unsent(void *ud, const char *data, size_t len, void *tag)
+{
+    keep_unsent(ud, data, len, tag);
 }
 
 static void on_conn_resumed(void *ud)
@@ -577,6 +608,7 @@ static const conn_events_t c2s_conn_events = {
     .error = on_conn_error,
     .soft_limit = on_conn_soft_limit,
     .overflow = on_conn_overflow,
+    .unsent = on_conn_unsent,
     .resumed = on_conn_resumed,
     .closed = on_conn_closed,
 };

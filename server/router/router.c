@@ -48,6 +48,7 @@ struct router {
     size_t accounts;
     size_t sessions;
     unsigned long serializations;
+    unsigned requeueing; /* inside router_requeue */
     /* The server itself as a sender: stanzas handed back by sessions that
      * ended are routed again from here, and what comes back to it (an
      * error for the original sender) goes to the JID in its 'to'. */
@@ -94,6 +95,8 @@ void route_stanza_done(route_stanza_t *st)
 
 bool router_deliver(route_target_t *t, route_stanza_t *st)
 {
+    if (st->router != NULL && st->router->requeueing > 0)
+        st->requeued = true;
     return t->ops->deliver(t, st);
 }
 
@@ -119,6 +122,7 @@ static bool self_deliver(route_target_t *t, route_stanza_t *st)
             st->el->name, to_s);
         return false;
     }
+    st->requeued = r->requeueing > 0;
     return dest->ops->deliver(dest, st);
 }
 
@@ -430,7 +434,7 @@ static void route_default(router_t *r, module_call_t *c)
         route_target_t *t = router_find(r, c->to);
         if (t != NULL) {
             route_stanza_t st = ROUTE_STANZA(el, r);
-            t->ops->deliver(t, &st);
+            router_deliver(t, &st);
             route_stanza_done(&st);
             return;
         }
@@ -554,5 +558,51 @@ void router_requeue(router_t *r, xml_tree_t *tree)
     }
     LOG(r->log, LOG_DEBUG, 0, "%s for %s routed again: its session ended",
         el->name, xml_element_attr(el, NULL, "to"));
+    r->requeueing++;
     router_route(r, &r->self, tree);
+    r->requeueing--;
+}
+
+/* Collects the one stanza of router_requeue_bytes(). */
+static void requeue_header(void *ud, xml_tree_t *header)
+{
+    (void)ud;
+    xml_tree_free(header);
+}
+
+static void requeue_element(void *ud, xml_tree_t *el)
+{
+    xml_tree_t **out = ud;
+    if (*out == NULL)
+        *out = el;
+    else
+        xml_tree_free(el);
+}
+
+static void requeue_end(void *ud)
+{
+    (void)ud;
+}
+
+void router_requeue_bytes(router_t *r, const char *data, size_t len)
+{
+    static const xml_parser_cbs_t cbs = {requeue_header, requeue_element,
+                                         requeue_end};
+    static const char header[] =
+        "<stream:stream xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    xml_tree_t *tree = NULL;
+    xml_parser_t *p = xml_parser_new(NULL, &cbs, &tree);
+    if (p == NULL)
+        xalloc_fail(sizeof(header));
+    /* Our own serialization: it parses, unless memory runs out. */
+    if (xml_parser_feed(p, header, sizeof(header) - 1) != XML_OK ||
+        xml_parser_feed(p, data, len) != XML_OK || tree == NULL) {
+        LOG(r->log, LOG_WARN, 0, "a stanza handed back could not be read");
+        xml_tree_free(tree);
+        xml_parser_free(p);
+        return;
+    }
+    xml_parser_free(p);
+    router_requeue(r, tree);
 }

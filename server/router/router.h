@@ -37,6 +37,10 @@ typedef struct route_stanza {
      * reaches this one is not handed back to the router, since another
      * resource received it. */
     bool shared;
+    /* Routed again from a session that ended (router_requeue), or an
+     * error caused by that: a backlog handed over at once, so a target
+     * does not count it against its output limit. */
+    bool requeued;
     router_t *router; /* counts serializations; may be NULL */
 } route_stanza_t;
 
@@ -133,6 +137,9 @@ bool router_deliver(route_target_t *t, route_stanza_t *st);
  * sender — never for an error, a presence or an IQ result, which are
  * dropped as the RFC drops them for an absent resource. */
 void router_requeue(router_t *r, xml_tree_t *stanza);
+/* The same for a stanza as it was queued: its bytes, as serialized inside a
+ * jabber:client stream. */
+void router_requeue_bytes(router_t *r, const char *data, size_t len);
 
 /* The session bound to the full JID `full`, or NULL. */
 route_target_t *router_find(router_t *r, const jid_t *full);
