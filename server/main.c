@@ -253,7 +253,6 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     log_set_level(&srv->log, to_log_level(fresh.log_level));
-    srv->cfg->log_level = fresh.log_level;
     LOG(&srv->log, LOG_INFO, 0, "SIGHUP: log level %s",
         config_log_level_name(fresh.log_level));
     if (srv->tls != NULL && fresh.cert_file != NULL &&

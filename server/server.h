@@ -5,8 +5,9 @@
  * number of workers (worker.h), each on its own thread, may read it
  * without locks. What changes while the server runs is elsewhere: per loop
  * in worker_t, per component in that component's own struct (c2s_t). The
- * only writes after start are SIGHUP's, through the objects' own
- * thread-safe calls: log_set_level() (atomic) and tls_ctx_reload().
+ * only writes after start are SIGHUP's, on the one worker's loop:
+ * log_set_level() (atomic) and tls_ctx_reload() (not thread-safe: with
+ * several workers it goes through their mailboxes).
  * No part keeps state in file-scope variables (ARCHITECTURE.md, principle
  * 4). docs/architecture.md, "State by owner", says which struct a new field
  * goes in. */
