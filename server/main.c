@@ -21,13 +21,17 @@
 #include "modules/modules.h"
 #include "server.h"
 #include "starling_config.h"
+#include "worker.h"
 
 #define DEV_DIR      "dev"
 #define DEV_CONF     DEV_DIR "/starlingd.conf"
 #define EXAMPLE_CONF "etc/starlingd.example.conf"
 
+/* The process: the shared server and its one worker (the main thread's
+ * loop); the signal handlers and the shutdown poll live on that loop. */
 typedef struct daemon_state {
     server_t srv;
+    worker_t worker;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_poll;
     char *config_path;
@@ -185,7 +189,7 @@ static int make_tls(server_t *srv)
 static void on_shutdown_poll(uv_timer_t *t)
 {
     daemon_state_t *d = t->data;
-    if (d->srv.session_count > 0)
+    if (d->worker.session_count > 0)
         return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
@@ -200,16 +204,16 @@ static void on_shutdown_poll(uv_timer_t *t)
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
     daemon_state_t *d = h->data;
-    if (d->srv.shutting_down)
+    if (d->worker.shutting_down)
         return;
     LOG(&d->srv.log, LOG_INFO, 0,
         "%s: closing %zu stream(s) with system-shutdown",
-        signum == SIGTERM ? "SIGTERM" : "SIGINT", d->srv.session_count);
+        signum == SIGTERM ? "SIGTERM" : "SIGINT", d->worker.session_count);
     uv_signal_stop(&d->sigterm);
     uv_signal_stop(&d->sigint);
     uv_signal_stop(&d->sighup);
-    c2s_shutdown(&d->srv, "system-shutdown");
-    uv_timer_init(d->srv.loop, &d->shutdown_poll);
+    c2s_shutdown(&d->worker, "system-shutdown");
+    uv_timer_init(d->worker.loop, &d->shutdown_poll);
     d->shutdown_poll.data = d;
     uv_timer_start(&d->shutdown_poll, on_shutdown_poll, 0, 20);
 }
@@ -249,7 +253,6 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     log_set_level(&srv->log, to_log_level(fresh.log_level));
-    srv->cfg->log_level = fresh.log_level;
     LOG(&srv->log, LOG_INFO, 0, "SIGHUP: log level %s",
         config_log_level_name(fresh.log_level));
     if (srv->tls != NULL && fresh.cert_file != NULL &&
@@ -315,8 +318,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     static daemon_state_t d; /* lives for the whole process */
     server_t *srv = &d.srv;
+    worker_t *w = &d.worker;
     srv->log.level = LOG_INFO;
-    srv->loop = uv_default_loop();
+    w->srv = srv;
+    w->loop = uv_default_loop();
     server_config_t *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL || config_defaults(cfg) < 0) {
         fprintf(stderr, "starlingd: out of memory\n");
@@ -346,8 +351,8 @@ int main(int argc, char **argv)
         LOG(&srv->log, LOG_WARN, 0,
             "no certificate configured and encryption "
             "is required: no client can log in");
-    if (store_open(srv->loop, cfg->storage_path, &srv->store, err,
-                   sizeof(err)) != STORE_OK) {
+    if (store_open(w->loop, cfg->storage_path, &srv->store, err, sizeof(err)) !=
+        STORE_OK) {
         LOG(&srv->log, LOG_ERROR, 0, "storage: %s", err);
         return 1;
     }
@@ -367,14 +372,15 @@ int main(int argc, char **argv)
         .max_resources = cfg->max_resources,
         .modules = srv->modules,
     };
-    srv->router = router_new(&srv->router_cfg, &srv->log);
     build_stream_configs(srv);
-    if (srv->router == NULL || c2s_start(srv) < 0)
+    /* Start-up is over: from here on srv is only read (server.h). */
+    w->router = router_new(&srv->router_cfg, &srv->log);
+    if (w->router == NULL || c2s_start(w) < 0)
         return 1;
 
-    uv_signal_init(srv->loop, &d.sigterm);
-    uv_signal_init(srv->loop, &d.sigint);
-    uv_signal_init(srv->loop, &d.sighup);
+    uv_signal_init(w->loop, &d.sigterm);
+    uv_signal_init(w->loop, &d.sigint);
+    uv_signal_init(w->loop, &d.sighup);
     d.sigterm.data = d.sigint.data = d.sighup.data = &d;
     uv_signal_start(&d.sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_stop_signal, SIGINT);
@@ -393,15 +399,16 @@ int main(int argc, char **argv)
                 DEV_CONF, DEV_DIR);
     }
     LOG(&srv->log, LOG_INFO, 0, "ready");
-    uv_run(srv->loop, UV_RUN_DEFAULT);
+    uv_run(w->loop, UV_RUN_DEFAULT);
 
-    router_free(srv->router);
+    c2s_free(w);
+    router_free(w->router);
     module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);
     tls_ctx_free(srv->tls_direct);
     config_free(cfg);
     free(cfg);
     free(d.config_path);
-    uv_loop_close(srv->loop);
+    uv_loop_close(w->loop);
     return 0;
 }

@@ -27,9 +27,12 @@ enum {
     OUT_HARD_LIMIT = 4 * 1024 * 1024,
 };
 
+typedef struct c2s_listener c2s_listener_t;
+typedef struct c2s_addr c2s_addr_t;
+
 struct c2s_listener {
     c2s_listener_t *next;
-    server_t *srv;
+    worker_t *w;
     uv_tcp_t tcp;
     bool direct_tls;
     char name[80];
@@ -51,13 +54,37 @@ struct c2s_addr {
     char addr[48];
 };
 
+/* Recent SASL failures per client address and per account, to slow down
+ * guessing. Small fixed tables: an attacker with many addresses or
+ * accounts only evicts entries, and eviction only forgets a delay. A key
+ * longer than the slot is cut; accounts that share the first 127 bytes
+ * then share a count, which only delays failures. */
+enum { AUTH_SLOTS = 256 };
+typedef struct auth_slot {
+    char key[128]; /* an address, or node@domain */
+    unsigned failures;
+    uint64_t last_ms;
+} auth_slot_t;
+
+/* Open connections per client address, hashed into buckets. */
+enum { C2S_ADDR_BUCKETS = 1024 };
+
+/* The c2s component of one worker (c2s.h): touched only on its loop. */
+struct c2s {
+    c2s_listener_t *listeners;
+    auth_slot_t auth_slots[AUTH_SLOTS];    /* per client address */
+    auth_slot_t account_slots[AUTH_SLOTS]; /* per account, any address */
+    c2s_addr_t *addrs[C2S_ADDR_BUCKETS];
+};
+
 /* One client connection. Owns its stream and timer; refers to its
  * connection (lib/net/conn), which it closes and which tells it when it is
  * gone (conn_events.closed). */
 struct c2s_session {
     route_target_t target;
     c2s_session_t *prev, *next;
-    server_t *srv;
+    worker_t *w;         /* the loop this session lives on */
+    const server_t *srv; /* w->srv: shared, read-only */
     const stream_config_t *stream_cfg;
     conn_t *conn; /* NULL once the connection is freed */
     uv_timer_t timer;
@@ -101,9 +128,9 @@ static size_t addr_hash(const char *addr)
     return h % C2S_ADDR_BUCKETS;
 }
 
-static c2s_addr_t *addr_get(server_t *srv, const char *addr)
+static c2s_addr_t *addr_get(c2s_t *c, const char *addr)
 {
-    c2s_addr_t **bucket = &srv->c2s_addrs[addr_hash(addr)];
+    c2s_addr_t **bucket = &c->addrs[addr_hash(addr)];
     for (c2s_addr_t *a = *bucket; a != NULL; a = a->next)
         if (strcmp(a->addr, addr) == 0)
             return a;
@@ -116,11 +143,11 @@ static c2s_addr_t *addr_get(server_t *srv, const char *addr)
     return a;
 }
 
-static void addr_release(server_t *srv, c2s_addr_t *a)
+static void addr_release(c2s_t *c, c2s_addr_t *a)
 {
     if (a == NULL || --a->connections > 0)
         return;
-    for (c2s_addr_t **pp = &srv->c2s_addrs[addr_hash(a->addr)]; *pp != NULL;
+    for (c2s_addr_t **pp = &c->addrs[addr_hash(a->addr)]; *pp != NULL;
          pp = &(*pp)->next) {
         if (*pp == a) {
             *pp = a->next;
@@ -145,20 +172,20 @@ static void session_maybe_free(c2s_session_t *s)
 {
     if (s->conn != NULL || s->pending > 0 || !s->timer_closed)
         return;
-    server_t *srv = s->srv;
+    worker_t *w = s->w;
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
-        srv->sessions = s->next;
+        w->sessions = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
-    srv->session_count--;
-    router_unbind(srv->router, &s->target);
+    w->session_count--;
+    router_unbind(w->router, &s->target);
     if (s->unsent_count > 0)
-        LOG(&srv->log, LOG_INFO, s->target.conn,
+        LOG(&w->srv->log, LOG_INFO, s->target.conn,
             "%zu stanza(s) never written: routed again", s->unsent_count);
     for (size_t i = 0; i < s->unsent_count; i++) {
-        router_requeue_bytes(srv->router, rcbuf_data(s->unsent[i]),
+        router_requeue_bytes(w->router, rcbuf_data(s->unsent[i]),
                              rcbuf_len(s->unsent[i]));
         rcbuf_unref(s->unsent[i]);
     }
@@ -166,9 +193,9 @@ static void session_maybe_free(c2s_session_t *s)
     jid_clear(&s->target.jid);
     stream_free(s->stream);
     session_authenticated(s);
-    addr_release(srv, s->addr_entry);
+    addr_release(w->c2s, s->addr_entry);
     free(s->account);
-    LOG(&srv->log, LOG_DEBUG, s->target.conn, "connection freed");
+    LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "connection freed");
     free(s);
 }
 
@@ -236,7 +263,7 @@ static void session_after_stream(c2s_session_t *s)
     stream_state_t st = stream_state(s->stream);
     if (st == STREAM_CLOSING && s->timer_mode != TIMER_CLOSE) {
         /* No stanza may be routed to a stream we are closing. */
-        router_unbind(s->srv->router, &s->target);
+        router_unbind(s->w->router, &s->target);
         set_timer(s, TIMER_CLOSE, s->srv->cfg->close_timeout);
     }
 }
@@ -336,7 +363,7 @@ static void hook_check_password(void *ud, sasl_server_t *sess)
     w->sess = sess;
     w->req.data = w;
     s->pending++;
-    if (uv_queue_work(s->srv->loop, &w->req, pw_work, pw_done) < 0) {
+    if (uv_queue_work(s->w->loop, &w->req, pw_work, pw_done) < 0) {
         s->pending--;
         free(w);
         stream_sasl_password_checked(s->stream, false);
@@ -371,12 +398,13 @@ static unsigned count_failure(auth_slot_t *slots, const char *key, uint64_t now)
 static unsigned hook_auth_failed(void *ud)
 {
     c2s_session_t *s = ud;
-    server_t *srv = s->srv;
-    uint64_t now = uv_now(srv->loop);
-    unsigned by_addr = count_failure(srv->auth_slots, session_addr(s), now);
+    const server_t *srv = s->srv;
+    c2s_t *c = s->w->c2s;
+    uint64_t now = uv_now(s->w->loop);
+    unsigned by_addr = count_failure(c->auth_slots, session_addr(s), now);
     unsigned by_account = 0;
     if (s->account != NULL)
-        by_account = count_failure(srv->account_slots, s->account, now);
+        by_account = count_failure(c->account_slots, s->account, now);
     unsigned n = by_addr > by_account ? by_addr : by_account;
     double delay = srv->cfg->auth_failure_delay * n;
     if (delay > 30.0)
@@ -397,7 +425,7 @@ static unsigned hook_auth_failed(void *ud)
 static void hook_bind(void *ud, const jid_t *user, const char *resource)
 {
     c2s_session_t *s = ud;
-    const char *cond = router_bind(s->srv->router, &s->target, user, resource);
+    const char *cond = router_bind(s->w->router, &s->target, user, resource);
     if (cond != NULL) {
         LOG(&s->srv->log, LOG_INFO, s->target.conn, "bind refused: %s", cond);
         stream_bind_done(s->stream, NULL, cond);
@@ -413,7 +441,7 @@ static void hook_bind(void *ud, const jid_t *user, const char *resource)
 static void hook_stanza(void *ud, xml_tree_t *stanza)
 {
     c2s_session_t *s = ud;
-    router_route(s->srv->router, &s->target, stanza);
+    router_route(s->w->router, &s->target, stanza);
 }
 
 static const stream_hooks_t c2s_hooks = {
@@ -467,7 +495,7 @@ static void session_close(c2s_session_t *s)
     if (s->closing)
         return;
     s->closing = true;
-    router_unbind(s->srv->router, &s->target);
+    router_unbind(s->w->router, &s->target);
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     /* RFC 8446 §6.1: TLS ends with close_notify (the connection sends it),
      * so that the client can tell our end from a truncation. Output a
@@ -629,7 +657,7 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 /* A connection over a per-address limit gets a stream error and nothing
  * else: its stream is opened only to say why (RFC 6120 §4.9.1.1 allows the
  * error before the client's header is read). */
-static const char *over_address_limit(server_t *srv, const c2s_addr_t *a)
+static const char *over_address_limit(const server_t *srv, const c2s_addr_t *a)
 {
     const server_config_t *cfg = srv->cfg;
     if (a->connections > cfg->max_connections_per_address)
@@ -642,32 +670,34 @@ static const char *over_address_limit(server_t *srv, const c2s_addr_t *a)
 static void on_connection(uv_stream_t *server_handle, int status)
 {
     c2s_listener_t *l = server_handle->data;
-    server_t *srv = l->srv;
-    if (status < 0 || srv->shutting_down)
+    worker_t *w = l->w;
+    const server_t *srv = w->srv;
+    if (status < 0 || w->shutting_down)
         return;
     c2s_session_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return;
+    s->w = w;
     s->srv = srv;
     s->target.ops = &c2s_target_ops;
-    s->target.conn = ++srv->next_conn_id;
+    s->target.conn = ++w->next_conn_id;
     conn_opts_t co = {
         .soft_limit = OUT_SOFT_LIMIT,
         .hard_limit = OUT_HARD_LIMIT,
         .rate_limit = srv->cfg->rate_limit,
         .rate_burst = srv->cfg->rate_burst,
         .linger_ms = (unsigned)(srv->cfg->close_timeout * 1000.0),
-        .read_buf = (char *)srv->read_buf,
-        .read_buf_size = sizeof(srv->read_buf),
+        .read_buf = (char *)w->read_buf,
+        .read_buf_size = sizeof(w->read_buf),
     };
-    uv_timer_init(srv->loop, &s->timer);
+    uv_timer_init(w->loop, &s->timer);
     s->timer.data = s;
-    s->next = srv->sessions;
-    if (srv->sessions != NULL)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    srv->session_count++;
-    s->conn = conn_new(srv->loop, &co, &c2s_conn_events, s);
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->session_count++;
+    s->conn = conn_new(w->loop, &co, &c2s_conn_events, s);
     if (s->conn == NULL || conn_accept(s->conn, server_handle) < 0) {
         s->closing = true;
         if (s->conn != NULL)
@@ -684,7 +714,7 @@ static void on_connection(uv_stream_t *server_handle, int status)
     else
         s->stream_cfg = &srv->stream_cfg;
     s->stream = stream_new_c2s(s->stream_cfg, &c2s_hooks, s);
-    s->addr_entry = addr_get(srv, conn_peer_addr(s->conn));
+    s->addr_entry = addr_get(w->c2s, conn_peer_addr(s->conn));
     if (s->stream == NULL || s->addr_entry == NULL) {
         s->closing = true;
         conn_abort(s->conn);
@@ -720,8 +750,11 @@ static void on_connection(uv_stream_t *server_handle, int status)
 
 /* ------------------------------------------------------------- listeners */
 
-int c2s_start(server_t *srv)
+int c2s_start(worker_t *w)
 {
+    const server_t *srv = w->srv;
+    c2s_t *c = xcalloc(1, sizeof(*c));
+    w->c2s = c;
     for (size_t i = 0; i < srv->cfg->c2s_count; i++) {
         const config_listener_t *lc = &srv->cfg->c2s[i];
         if (lc->direct_tls && srv->tls_direct == NULL) {
@@ -733,12 +766,12 @@ int c2s_start(server_t *srv)
         c2s_listener_t *l = calloc(1, sizeof(*l));
         if (l == NULL)
             return -1;
-        l->srv = srv;
+        l->w = w;
         l->direct_tls = lc->direct_tls;
-        uv_tcp_init(srv->loop, &l->tcp);
+        uv_tcp_init(w->loop, &l->tcp);
         l->tcp.data = l;
-        l->next = srv->listeners;
-        srv->listeners = l;
+        l->next = c->listeners;
+        c->listeners = l;
         struct sockaddr_storage ss;
         int rc =
             strchr(lc->address, ':') != NULL
@@ -771,19 +804,25 @@ static void on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
-void c2s_shutdown(server_t *srv, const char *condition)
+void c2s_shutdown(worker_t *w, const char *condition)
 {
-    srv->shutting_down = true;
-    for (c2s_listener_t *l = srv->listeners; l != NULL;) {
+    w->shutting_down = true;
+    for (c2s_listener_t *l = w->c2s->listeners; l != NULL;) {
         c2s_listener_t *next = l->next;
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
         l = next;
     }
-    srv->listeners = NULL;
-    for (c2s_session_t *s = srv->sessions; s != NULL; s = s->next) {
+    w->c2s->listeners = NULL;
+    for (c2s_session_t *s = w->sessions; s != NULL; s = s->next) {
         if (s->closing)
             continue;
         stream_error(s->stream, condition, NULL);
         session_after_stream(s);
     }
+}
+
+void c2s_free(worker_t *w)
+{
+    free(w->c2s);
+    w->c2s = NULL;
 }

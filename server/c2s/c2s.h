@@ -5,20 +5,32 @@
  * stream_t together and implements the stream's hooks: output goes to the
  * connection; account lookups go to the store, password checks to the
  * thread pool, binding and stanzas to the router. An idle session holds no
- * buffer: reads use the server's shared read buffer, and the connection
+ * buffer: reads use the worker's read buffer, and the connection
  * frees its output buffers once a write completes with nothing left. */
 #ifndef STARLING_C2S_C2S_H
 #define STARLING_C2S_C2S_H
 
-#include "server.h"
+#include "worker.h"
 
-/* Starts every configured c2s listener. Returns 0, or -1 after logging
- * which address could not be bound and why. */
-int c2s_start(server_t *srv);
+/* c2s_t: what the c2s listener component owns: its listeners, the recent
+ * SASL failures per address and per account, and the connections and
+ * unfinished authentications per address. Owner: one worker (today the
+ * only one); thread rule: touched only on that worker's loop, like the
+ * sessions it creates (which the worker lists). Private to c2s.c. */
+typedef struct c2s c2s_t;
 
-/* Stops accepting and ends every session with the stream error
- * `condition` ("system-shutdown"). Each closes once the client answers our
- * close tag or close_timeout passes; srv->session_count reaches 0 then. */
-void c2s_shutdown(server_t *srv, const char *condition);
+/* Starts every configured c2s listener on worker `w` and sets w->c2s.
+ * Returns 0, or -1 after logging which address could not be bound and
+ * why. */
+int c2s_start(worker_t *w);
+
+/* Stops accepting and ends every session of the worker with the stream
+ * error `condition` ("system-shutdown"). Each closes once the client
+ * answers our close tag or close_timeout passes; w->session_count reaches
+ * 0 then. */
+void c2s_shutdown(worker_t *w, const char *condition);
+
+/* Frees w->c2s once the worker's loop has ended (no session left). */
+void c2s_free(worker_t *w);
 
 #endif

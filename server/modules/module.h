@@ -12,7 +12,10 @@
  * hooks of every event sorted by priority, and the IQ handlers. The
  * registry is read-only afterwards, so that several worker threads can
  * share it; what a module changes at run time lives in its instance state,
- * never in a file-scope variable.
+ * never in a file-scope variable. The instance is shared by every worker
+ * too: with one worker it may change on that worker's loop; once there are
+ * several, such state must be per worker (docs/architecture.md, "State by
+ * owner").
  *
  * The router does addressing and calls module_dispatch() for each routing
  * event: the hooks run from the highest priority down until one says
