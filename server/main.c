@@ -322,6 +322,7 @@ int main(int argc, char **argv)
     srv->log.level = LOG_INFO;
     w->srv = srv;
     w->loop = uv_default_loop();
+    conn_flusher_init(w->loop, &w->flusher);
     server_config_t *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL || config_defaults(cfg) < 0) {
         fprintf(stderr, "starlingd: out of memory\n");
@@ -402,6 +403,8 @@ int main(int argc, char **argv)
     uv_run(w->loop, UV_RUN_DEFAULT);
 
     c2s_free(w);
+    conn_flusher_close(&w->flusher);
+    uv_run(w->loop, UV_RUN_DEFAULT); /* the close callbacks */
     router_free(w->router);
     module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "net/conn.h"
 #include "router/router.h"
 #include "server.h"
 
@@ -31,6 +32,8 @@ typedef struct worker {
     unsigned long next_conn_id;
     bool shutting_down;
     unsigned char read_buf[64 * 1024]; /* one read at a time per loop */
+    /* Output queued during a turn of the loop is written at its end. */
+    conn_flusher_t flusher;
 } worker_t;
 
 #endif

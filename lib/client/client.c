@@ -22,11 +22,12 @@
 #include "net/connector.h"
 #include "net/dns.h"
 #include "net/tls.h"
+#include "stream/stanza.h"
+#include "stream/stream.h"
 #include "stream/stream_client.h"
 #include "xml/xml.h"
 
-#define NS_ROSTER  "jabber:iq:roster"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_ROSTER "jabber:iq:roster"
 
 /* Per address tried; the next address (or target) follows. */
 enum { CONNECT_TIMEOUT_MS = 30000 };
@@ -193,29 +194,13 @@ static void send_tree(starling_client_t *c, const xml_node_t *el)
 static void reply_error(starling_client_t *c, const xml_node_t *el,
                         const char *type, const char *cond)
 {
-    xml_tree_t *t = xml_tree_new();
+    /* RFC 6120 §8.3.1; the server stamps our 'from'. A reply that cannot
+     * be built for want of memory is not sent: the requester times out. */
+    xml_tree_t *t = stanza_error_reply(el, type, cond, NULL);
     if (t == NULL)
         return;
-    xml_node_t *r = xml_element_new(t, NULL, XML_NS_CLIENT, "iq");
-    const char *id = xml_element_attr(el, NULL, "id");
-    const char *from = xml_element_attr(el, NULL, "from");
-    if (r != NULL) {
-        xml_element_set_attr(t, r, NULL, "type", "error");
-        if (id != NULL)
-            xml_element_set_attr(t, r, NULL, "id", id);
-        if (from != NULL)
-            xml_element_set_attr(t, r, NULL, "to", from);
-        /* RFC 6120 §8.3.1: the error includes the request's child. */
-        for (const xml_node_t *ch = el->children; ch != NULL; ch = ch->next)
-            if (ch->kind == XML_NODE_ELEMENT)
-                xml_node_copy(t, r, ch);
-        xml_node_t *e = xml_element_new(t, r, XML_NS_CLIENT, "error");
-        if (e != NULL) {
-            xml_element_set_attr(t, e, NULL, "type", type);
-            xml_element_new(t, e, NS_STANZAS, cond);
-        }
-        send_tree(c, r);
-    }
+    xml_element_remove_attr(t->root, NULL, "from");
+    send_tree(c, t->root);
     xml_tree_free(t);
 }
 
@@ -229,12 +214,12 @@ static void fill_stanza_error(const xml_node_t *el, starling_error_t *e,
     if (er != NULL) {
         e->type = xml_element_attr(er, NULL, "type");
         for (const xml_node_t *ch = er->children; ch != NULL; ch = ch->next)
-            if (xml_element_is(ch, NS_STANZAS, NULL) &&
+            if (xml_element_is(ch, STREAM_NS_STANZAS, NULL) &&
                 strcmp(ch->name, "text") != 0) {
                 snprintf(cond, condlen, "%s", ch->name);
                 break;
             }
-        const xml_node_t *tx = xml_element_child(er, NS_STANZAS, "text");
+        const xml_node_t *tx = xml_element_child(er, STREAM_NS_STANZAS, "text");
         if (tx != NULL && tx->children != NULL &&
             tx->children->kind == XML_NODE_TEXT)
             e->text = tx->children->text;

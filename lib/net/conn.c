@@ -92,6 +92,9 @@ struct conn {
     bool writing, closing, broken, handles_closed, shutting_down;
     bool soft_over, overflowing, nomem;
     bool graceful; /* closing after the output drained and FIN was sent */
+    /* Listed in o.flusher's connections waiting for the turn's end. */
+    bool flush_listed;
+    conn_t *flush_prev, *flush_next;
     int handles_open;
     char addr[48];
 };
@@ -161,7 +164,81 @@ static conn_block_t *queue_pop(conn_t *c)
     return b;
 }
 
-/* ------------------------------------------------------------- handles */
+/* ------------------------------------------------------------ flusher */
+
+static void flush(conn_t *c);
+
+static void flusher_remove(conn_t *c)
+{
+    if (!c->flush_listed)
+        return;
+    conn_flusher_t *f = c->o.flusher;
+    if (c->flush_prev != NULL)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        f->head = c->flush_next;
+    if (c->flush_next != NULL)
+        c->flush_next->flush_prev = c->flush_prev;
+    c->flush_prev = c->flush_next = NULL;
+    c->flush_listed = false;
+}
+
+/* Writes for every listed connection, one at a time: a write that fails
+ * may close others (and unlist them) or queue more (and list them). */
+static void flusher_run(conn_flusher_t *f)
+{
+    while (f->head != NULL) {
+        conn_t *c = f->head;
+        flusher_remove(c);
+        flush(c);
+    }
+    uv_check_stop(&f->check);
+    uv_idle_stop(&f->idle);
+}
+
+static void on_flusher_check(uv_check_t *h)
+{
+    flusher_run(h->data);
+}
+
+static void on_flusher_idle(uv_idle_t *h)
+{
+    flusher_run(h->data);
+}
+
+void conn_flusher_init(uv_loop_t *loop, conn_flusher_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    uv_check_init(loop, &f->check);
+    uv_idle_init(loop, &f->idle);
+    f->check.data = f;
+    f->idle.data = f;
+}
+
+void conn_flusher_close(conn_flusher_t *f)
+{
+    uv_close((uv_handle_t *)&f->check, NULL);
+    uv_close((uv_handle_t *)&f->idle, NULL);
+}
+
+static void flusher_add(conn_t *c)
+{
+    if (c->flush_listed)
+        return;
+    conn_flusher_t *f = c->o.flusher;
+    if (f->head == NULL) {
+        /* The check runs after this turn's I/O callbacks; the idle handle
+         * makes a turn that queued from a timer poll without blocking. */
+        uv_check_start(&f->check, on_flusher_check);
+        uv_idle_start(&f->idle, on_flusher_idle);
+    }
+    c->flush_next = f->head;
+    c->flush_prev = NULL;
+    if (f->head != NULL)
+        f->head->flush_prev = c;
+    f->head = c;
+    c->flush_listed = true;
+}
 
 /* Bytes the kernel took that the peer has not acknowledged (SIOCOUTQ). */
 static uint64_t unacked(conn_t *c)
@@ -233,6 +310,7 @@ static void close_handles(conn_t *c)
     c->handles_closed = true;
     c->closing = true;
     c->reading = false;
+    flusher_remove(c);
     if (!c->graceful && !c->broken) {
         /* Cut short: closing cancels the write in flight (what libuv still
          * holds of it never reached the kernel), and what the kernel holds
@@ -347,8 +425,6 @@ static void report_error(conn_t *c, int err)
     if (c->ev.error != NULL)
         c->ev.error(c->ud, err);
 }
-
-static void flush(conn_t *c);
 
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
 {
@@ -715,7 +791,10 @@ static void after_queue(conn_t *c)
         return;
     }
     check_soft(c);
-    flush(c);
+    if (c->o.flusher != NULL && !c->closing)
+        flusher_add(c);
+    else
+        flush(c);
 }
 
 static int write_owned(conn_t *c, const void *data, size_t len, bool merge,
@@ -789,6 +868,11 @@ void conn_unsent_walk(conn_t *c, conn_unsent_cb fn, void *arg)
 {
     for (conn_block_t *b = c->unsent; b != NULL; b = b->next)
         fn(arg, block_data(b), block_len(b), b->tag);
+}
+
+size_t conn_in_flight(const conn_t *c)
+{
+    return c->writing ? c->inflight_bytes : 0;
 }
 
 size_t conn_queued(const conn_t *c)

@@ -90,7 +90,27 @@ typedef struct conn_events {
     void (*closed)(void *ud);
 } conn_events_t;
 
+/* Deferred writing for every connection of one loop: what is queued from
+ * inside a callback (a stanza routed while the sender's input is being
+ * parsed) is written once the loop's I/O callbacks of this turn are done —
+ * from a check handle, with an idle handle keeping the loop from blocking
+ * meanwhile — not from inside the caller's stack. Owned by the loop's
+ * owner (the server's worker); a connection refers to it through
+ * conn_opts_t.flusher. */
+typedef struct conn_flusher {
+    uv_check_t check;
+    uv_idle_t idle;
+    conn_t *head; /* connections with output waiting for the turn's end */
+} conn_flusher_t;
+
+void conn_flusher_init(uv_loop_t *loop, conn_flusher_t *f);
+/* Closes its handles (run the loop once more for their callbacks). Every
+ * connection using it must be closed first. */
+void conn_flusher_close(conn_flusher_t *f);
+
 typedef struct conn_opts {
+    /* NULL: queued output is written at once. */
+    conn_flusher_t *flusher;
     size_t soft_limit;  /* bytes queued + in flight; 0: none */
     size_t hard_limit;  /* 0: none */
     size_t rate_limit;  /* bytes per second read; 0: none */
@@ -166,6 +186,8 @@ void conn_unsent_walk(conn_t *c, conn_unsent_cb fn, void *arg);
 
 /* Bytes queued and in flight. */
 size_t conn_queued(const conn_t *c);
+/* Bytes handed to libuv in the write in flight (0: none). */
+size_t conn_in_flight(const conn_t *c);
 
 /* Ends the connection in order: stops reading, writes what is queued,
  * then TLS close_notify, then FIN, and closes. After linger_ms (0: no

@@ -566,6 +566,14 @@ static void on_conn_soft_limit(void *ud, bool over)
     LOG(&s->srv->log, LOG_DEBUG, s->target.conn,
         over ? "output queue above %d bytes" : "output queue below %d bytes",
         OUT_SOFT_LIMIT);
+    /* CONVENTIONS.md, I/O: a client whose own output piles up (it sends
+     * faster than it reads what comes back: results, bounces) is not read
+     * until that drains, so that it slows itself down instead of being
+     * dropped at the hard limit. */
+    if (over)
+        conn_read_stop(s->conn);
+    else if (!s->closing)
+        conn_read_start(s->conn);
 }
 
 /* Keeps a stanza this session alone was to receive and never got. */
@@ -682,6 +690,7 @@ static void on_connection(uv_stream_t *server_handle, int status)
     s->target.ops = &c2s_target_ops;
     s->target.conn = ++w->next_conn_id;
     conn_opts_t co = {
+        .flusher = &w->flusher,
         .soft_limit = OUT_SOFT_LIMIT,
         .hard_limit = OUT_HARD_LIMIT,
         .rate_limit = srv->cfg->rate_limit,

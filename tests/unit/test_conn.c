@@ -298,6 +298,40 @@ static void test_plain_order(void **state)
     assert_true(n.client.closed);
 }
 
+/* Issue 7, item 5: with a flusher, output queued inside a callback is
+ * written at the end of the loop's turn, not from inside the call that
+ * queued it; what one turn queued goes out together. */
+static void test_flusher_defers(void **state)
+{
+    (void)state;
+    net_t n;
+    net_open(&n, NULL);
+    conn_flusher_t f;
+    conn_flusher_init(&n.loop, &f);
+    conn_opts_t o = {.flusher = &f};
+    net_connect(&n, &o);
+    rcbuf_t *shared = rcbuf_new("<b/>", 4);
+    assert_int_equal(conn_write(n.client.conn, "<a/>", 4), CONN_OK);
+    assert_int_equal(conn_send_shared(n.client.conn, shared), CONN_OK);
+    /* Queued, not yet handed to the socket. */
+    assert_int_equal(conn_in_flight(n.client.conn), 0);
+    assert_int_equal(conn_queued(n.client.conn), 8);
+    assert_ptr_equal(f.head, n.client.conn);
+    wait_bytes(&n, &n.server, 8);
+    assert_string_equal(n.server.in.data, "<a/><b/>");
+    assert_null(f.head);
+    /* A connection that ends while it waits is taken off the list. */
+    assert_int_equal(conn_write(n.client.conn, "<c/>", 4), CONN_OK);
+    assert_ptr_equal(f.head, n.client.conn);
+    conn_abort(n.client.conn);
+    assert_null(f.head);
+    run_until(&n, &n.client.closed);
+    n.client.conn = NULL;
+    rcbuf_unref(shared);
+    conn_flusher_close(&f);
+    net_close(&n);
+}
+
 static void fill_block(char *p, size_t len, long i)
 {
     memset(p, 'a' + (int)(i % 26), len);
@@ -602,6 +636,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_plain_order),
+        cmocka_unit_test(test_flusher_defers),
         cmocka_unit_test(test_plain_large),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_tls_verify_fails),
