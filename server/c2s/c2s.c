@@ -134,9 +134,7 @@ static c2s_addr_t *addr_get(c2s_t *c, const char *addr)
     for (c2s_addr_t *a = *bucket; a != NULL; a = a->next)
         if (strcmp(a->addr, addr) == 0)
             return a;
-    c2s_addr_t *a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return NULL;
+    c2s_addr_t *a = xcalloc(1, sizeof(*a));
     snprintf(a->addr, sizeof(a->addr), "%s", addr);
     a->next = *bucket;
     *bucket = a;
@@ -315,9 +313,8 @@ static void hook_lookup_account(void *ud, const char *domain, const char *node)
      * long); failing to note it only skips the per-account count. */
     free(s->account);
     size_t n = strlen(node) + strlen(domain) + 2;
-    s->account = malloc(n);
-    if (s->account != NULL)
-        snprintf(s->account, n, "%s@%s", node, domain);
+    s->account = xmalloc(n);
+    snprintf(s->account, n, "%s@%s", node, domain);
     s->pending++;
     store_account_get(s->srv->store, domain, node, on_account, s);
 }
@@ -354,11 +351,7 @@ static void pw_done(uv_work_t *req, int status)
 static void hook_check_password(void *ud, sasl_server_t *sess)
 {
     c2s_session_t *s = ud;
-    struct pw_work *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        stream_sasl_password_checked(s->stream, false);
-        return;
-    }
+    struct pw_work *w = xcalloc(1, sizeof(*w));
     w->s = s;
     w->sess = sess;
     w->req.data = w;
@@ -682,9 +675,7 @@ static void on_connection(uv_stream_t *server_handle, int status)
     const server_t *srv = w->srv;
     if (status < 0 || w->shutting_down)
         return;
-    c2s_session_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return;
+    c2s_session_t *s = xcalloc(1, sizeof(*s));
     s->w = w;
     s->srv = srv;
     s->target.ops = &c2s_target_ops;
@@ -772,9 +763,7 @@ int c2s_start(worker_t *w)
                 lc->address, lc->port);
             return -1;
         }
-        c2s_listener_t *l = calloc(1, sizeof(*l));
-        if (l == NULL)
-            return -1;
+        c2s_listener_t *l = xcalloc(1, sizeof(*l));
         l->w = w;
         l->direct_tls = lc->direct_tls;
         uv_tcp_init(w->loop, &l->tcp);

@@ -216,11 +216,8 @@ static struct router_account *account_get(router_t *r, const char *bare)
         return a;
     if (r->accounts + 1 > r->nbuckets)
         grow(r);
-    a = calloc(1, sizeof(*a));
-    if (a == NULL || (a->bare = strdup(bare)) == NULL) {
-        free(a);
-        return NULL;
-    }
+    a = xcalloc(1, sizeof(*a));
+    a->bare = xstrdup(bare);
     size_t b = hash_str(bare) & (r->nbuckets - 1);
     a->next = r->buckets[b];
     r->buckets[b] = a;
