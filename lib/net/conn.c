@@ -90,6 +90,11 @@ struct conn {
 
     bool want_read, reading, paused, connecting;
     bool writing, closing, broken, handles_closed, shutting_down;
+    bool close_notify_due; /* TLS: close_notify once the queue is written */
+    /* FIN sent, waiting (until linger_deadline) for the peer to acknowledge
+     * what the kernel still holds before the handles close. */
+    bool draining;
+    uint64_t linger_deadline; /* uv_now() ms; 0: no bound */
     bool soft_over, overflowing, nomem;
     bool graceful; /* closing after the output drained and FIN was sent */
     /* Listed in o.flusher's connections waiting for the turn's end. */
@@ -240,23 +245,28 @@ static void flusher_add(conn_t *c)
     c->flush_listed = true;
 }
 
-/* Bytes the kernel took that the peer has not acknowledged (SIOCOUTQ). */
-static uint64_t unacked(conn_t *c)
+/* Bytes the kernel took that the peer has not acknowledged (SIOCOUTQ).
+ * False when that cannot be asked (the handle is closing): then nothing is
+ * known beyond what was seen last. */
+static bool unacked(conn_t *c, uint64_t *out)
 {
     uv_os_fd_t fd;
     int n = 0;
+    /* uv_fileno() fails once uv_close() was called. */
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
         ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0)
-        return 0;
-    return (uint64_t)n;
+        return false;
+    *out = (uint64_t)n;
+    return true;
 }
 
 /* Frees the sent blocks the peer has acknowledged. */
 static void prune_sent(conn_t *c)
 {
-    if (c->sent_head == NULL || c->broken)
+    uint64_t outq;
+    if (c->sent_head == NULL || c->broken || !unacked(c, &outq))
         return;
-    uint64_t acked = c->wire_total - unacked(c);
+    uint64_t acked = c->wire_total - outq;
     if (acked > c->acked)
         c->acked = acked;
     while (c->sent_head != NULL && c->sent_head->end <= c->acked) {
@@ -303,6 +313,18 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+/* Whether a tagged block was not acknowledged whole (sent or in flight
+ * past c->acked). */
+static bool tagged_unacked(const conn_t *c)
+{
+    const conn_block_t *lists[] = {c->sent_head, c->inflight};
+    for (size_t i = 0; i < 2; i++)
+        for (const conn_block_t *b = lists[i]; b != NULL; b = b->next)
+            if (b->tag != NULL && b->end > c->acked)
+                return true;
+    return false;
+}
+
 static void close_handles(conn_t *c)
 {
     if (c->handles_closed)
@@ -321,12 +343,17 @@ static void close_handles(conn_t *c)
         if (c->writing)
             total += c->inflight_bytes -
                      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-        uint64_t outq = unacked(c);
+        uint64_t outq = 0;
+        if (!unacked(c, &outq))
+            outq = total - c->acked; /* nothing more is known */
         if (total - outq > c->acked)
             c->acked = total - outq;
+        /* A reset only when a stanza is at stake: closing on untagged
+         * bytes (a close tag, close_notify) ends with FIN as usual. */
         uv_os_fd_t fd;
         struct linger lg = {1, 0};
-        if (outq > 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        if (outq > 0 && tagged_unacked(c) &&
+            uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
     /* Broken (reset, failed write): nothing is known past the last
@@ -373,6 +400,16 @@ static void update_reading(conn_t *c)
 static void on_timer(uv_timer_t *t)
 {
     conn_t *c = t->data;
+    if (c->draining) {
+        uint64_t outq;
+        if (unacked(c, &outq) && outq == 0) {
+            c->graceful = true; /* the peer has it all */
+            close_handles(c);
+        } else if (uv_now(c->loop) >= c->linger_deadline) {
+            conn_abort(c); /* a reset: the rest is handed back */
+        }
+        return;
+    }
     if (c->closing) {
         /* The linger time passed with output still queued: the peer does
          * not read, so nothing more will reach it. */
@@ -675,23 +712,6 @@ static void tls_input(conn_t *c, const char *data, size_t len)
         report_error(c, CONN_ERR_TLS);
 }
 
-/* Encrypts every queued block at an orderly TLS close (close_notify must
- * come last). These blocks are committed: their tags end here, since
- * ciphertext that a write in flight may be followed by cannot be taken
- * back; a peer that reads gets them. */
-static void tls_encrypt_queue(conn_t *c, size_t max)
-{
-    size_t done = 0;
-    while (c->head != NULL && !c->head->raw && done < max) {
-        conn_block_t *b = queue_pop(c);
-        done += block_len(b);
-        int rc = tls_conn_write(c->tls, block_data(b), block_len(b));
-        block_free(b);
-        if (rc != TLS_OK)
-            break;
-    }
-}
-
 static void tls_output(conn_t *c)
 {
     /* Plaintext queued before the switch (<proceed/>) goes first. */
@@ -717,6 +737,12 @@ static void tls_output(conn_t *c)
         if (rc != TLS_OK)
             break;
     }
+    if (c->close_notify_due && c->head == NULL) {
+        /* RFC 8446 §6.1: close_notify last, after everything queued. */
+        c->close_notify_due = false;
+        tls_conn_shutdown(c->tls);
+        c->shutting_down = true;
+    }
     if (tls_conn_take_output(c->tls, &c->wire) != TLS_OK || c->wire.len == 0)
         return;
     add_buf(c, c->wire.data, c->wire.len);
@@ -726,11 +752,10 @@ static void tls_shutdown(conn_t *c)
 {
     if (c->handshaking)
         return;
-    /* Whatever is queued is encrypted before close_notify ends the
-     * session (RFC 8446 §6.1: nothing may follow it). */
-    tls_encrypt_queue(c, SIZE_MAX);
-    tls_conn_shutdown(c->tls);
-    c->shutting_down = true;
+    /* What is queued is still written block by block, each kept with its
+     * tag until acknowledged (a peer that never reads gets it handed
+     * back); close_notify follows the last one (tls_output). */
+    c->close_notify_due = true;
 }
 
 static const conn_layer_t tls_layer = {
@@ -929,8 +954,16 @@ int conn_peer_names(conn_t *c, char ***names)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     conn_t *c = req->data;
-    /* Everything was written and FIN follows it: what the kernel still
-     * holds reaches a peer that reads. */
+    uint64_t outq = 0;
+    if (status == 0 && c->linger_deadline != 0 && unacked(c, &outq) &&
+        outq > 0) {
+        /* Everything was written and FIN follows it, but the peer has not
+         * taken it all: wait for that within the linger time, so that a
+         * peer that never reads gets it handed back instead of lost. */
+        c->draining = true;
+        uv_timer_start(&c->timer, on_timer, 20, 20);
+        return;
+    }
     c->graceful = status == 0;
     close_handles(c);
 }
@@ -958,8 +991,10 @@ void conn_close(conn_t *c, unsigned linger_ms)
         return;
     }
     c->layer->shutdown(c);
-    if (linger_ms > 0)
+    if (linger_ms > 0) {
+        c->linger_deadline = uv_now(c->loop) + linger_ms;
         uv_timer_start(&c->timer, on_timer, linger_ms, 0);
+    }
     flush(c);
 }
 

@@ -178,6 +178,47 @@ class Delivery(harness.ServerTestCase):
         finally:
             srv.stop()
 
+    def test_conflict_kick_hands_back(self):
+        """bob/b stops reading with 3,000 messages for bob/b queued; a new
+        login takes the resource (new-wins) and the old session is kicked
+        with 'conflict'. What the old connection never delivered goes to
+        the new bob/b: every message reaches one of the two, none both,
+        nothing bounces."""
+        srv = Server(c2s={'allow_plain_loopback': True},
+                     limits={'rate_limit': 0, 'close_timeout': 1.0})
+        try:
+            old = self.login(srv, 'bob@localhost', resource='b')
+            conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/b').group(1)
+            old.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            a = self.login(srv, 'alice@localhost', resource='a',
+                           transport='plain')
+            a_reader = RawReader(a)
+            n = 3000
+            for i in range(n):
+                a.send("<message to='bob@localhost/b' type='chat' id='m%d'>"
+                       "<body>%s</body></message>" % (i, BODY))
+            a.send("<iq type='get' id='sent'><ping xmlns='urn:xmpp:ping'/></iq>")
+            self.assertTrue(a_reader.wait_for(b"id='sent'", 60))
+            new = self.login(srv, 'bob@localhost', resource='b')
+            new_reader = RawReader(new)
+            srv.wait_log(r'\[%s\] connection freed' % conn, timeout=30)
+            a.send("<iq type='get' id='done'><ping xmlns='urn:xmpp:ping'/></iq>")
+            self.assertTrue(a_reader.wait_for(b"id='done'", 60))
+            old_reader = RawReader(old)
+            time.sleep(2)
+            for r in (old_reader, new_reader, a_reader):
+                r.stop()
+            got_old = whole_ids(old_reader.text())
+            got_new = whole_ids(new_reader.text())
+            self.assertEqual(error_ids(a_reader.text()), [])
+            self.assertEqual(set(got_old) & set(got_new), set())
+            missing = set('m%d' % i for i in range(n)) - set(got_old) - set(got_new)
+            self.assertEqual(missing, set(), '%d lost (old %d, new %d)' % (
+                len(missing), len(got_old), len(got_new)))
+            self.assertTrue(got_new, 'nothing was handed to the new session')
+        finally:
+            srv.stop()
+
 
 if __name__ == '__main__':
     harness.main()
