@@ -16,6 +16,11 @@
  *
  * Memory: strings passed in are copied before the call returns; pointers
  * given to a callback are valid only during the callback.
+ *
+ * Signals: the library writes to sockets with libuv (write(2)) and leaves
+ * the process's signal dispositions alone; a program should ignore SIGPIPE
+ * (signal(SIGPIPE, SIG_IGN)), or a server that resets the connection
+ * while the client writes ends the process.
  */
 #ifndef STARLING_CLIENT_H
 #define STARLING_CLIENT_H
