@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/rand.h"
 #include "base/xalloc.h"
 #include "modules/module.h"
@@ -49,6 +50,10 @@ struct router {
     size_t sessions;
     unsigned long serializations;
     unsigned requeueing; /* inside router_requeue */
+    /* Where stanzas are serialized before their rcbuf is made: kept
+     * between stanzas (up to SCRATCH_KEEP bytes) so that serializing does
+     * not allocate and grow a buffer each time. */
+    buf_t scratch;
     /* The server itself as a sender: stanzas handed back by sessions that
      * ended are routed again from here, and what comes back to it (an
      * error for the original sender) goes to the JID in its 'to'. */
@@ -71,17 +76,24 @@ static uint64_t hash_str(const char *s)
 
 /* ------------------------------------------------------------ stanzas */
 
+enum { SCRATCH_KEEP = 64 * 1024 };
+
 rcbuf_t *route_stanza_bytes(route_stanza_t *st)
 {
     if (st->bytes != NULL)
         return st->bytes;
-    buf_t b = BUF_INIT;
-    if (xml_serialize(st->el, XML_NS_CLIENT, &b) < 0)
-        xalloc_fail(b.cap);
-    st->bytes = rcbuf_new(b.data, b.len);
+    buf_t local = BUF_INIT;
+    buf_t *b = st->router != NULL ? &st->router->scratch : &local;
+    buf_reset(b);
+    if (xml_serialize(st->el, XML_NS_CLIENT, b) < 0)
+        xalloc_fail(b->cap);
+    st->bytes = rcbuf_new(b->data, b->len);
     if (st->bytes == NULL)
-        xalloc_fail(b.len);
-    buf_free(&b);
+        xalloc_fail(b->len);
+    if (b == &local || b->cap > SCRATCH_KEEP)
+        buf_free(b);
+    else
+        buf_reset(b);
     if (st->router != NULL)
         st->router->serializations++;
     return st->bytes;
@@ -168,6 +180,7 @@ void router_free(router_t *r)
         }
     }
     free(r->buckets);
+    buf_free(&r->scratch);
     free(r);
 }
 
