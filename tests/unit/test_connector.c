@@ -24,89 +24,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dnsmasq_fixture.h"
 #include "net/conn.h"
 #include "net/connector.h"
 #include "net/dns.h"
 
-extern char **environ;
-
-#define DNSMASQ "/usr/sbin/dnsmasq"
-
-typedef struct server {
-    pid_t pid;
-    unsigned short port;
-    char servers[64]; /* "127.0.0.1:port" for dns_new */
-} server_t;
-
-/* A port free for both UDP and TCP on 127.0.0.1 right now. */
-static unsigned short free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int t = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(t >= 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        socklen_t len = sizeof(sa);
-        assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-        int u = socket(AF_INET, SOCK_DGRAM, 0);
-        assert_true(u >= 0);
-        int ok = bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(u);
-        close(t);
-        if (ok)
-            return ntohs(sa.sin_port);
-    }
-    fail_msg("no free loopback port");
-    return 0;
-}
-
-static bool tcp_port_open(unsigned short port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(s);
-    return ok;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 typedef struct fixture {
-    server_t dns;
+    dnsmasq_t dns;
     unsigned short open_a, open_b; /* listeners in the tests */
     unsigned short closed;         /* nothing listens: refused */
 } fixture_t;
 
 static int group_setup(void **state)
 {
-    if (access(DNSMASQ, X_OK) != 0) {
-        fprintf(stderr, "test_connector: %s is missing; run scripts/deps\n",
-                DNSMASQ);
-        return -1;
-    }
     fixture_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return -1;
-    server_t *s = &f->dns;
-    s->port = free_port();
-    f->open_a = free_port();
+    f->open_a = test_free_port();
     do
-        f->open_b = free_port();
+        f->open_b = test_free_port();
     while (f->open_b == f->open_a);
     do
-        f->closed = free_port();
+        f->closed = test_free_port();
     while (f->closed == f->open_a || f->closed == f->open_b);
-    snprintf(s->servers, sizeof(s->servers), "127.0.0.1:%u", s->port);
-    char port_arg[32], r[6][128];
-    snprintf(port_arg, sizeof(port_arg), "--port=%u", s->port);
+    char r[6][128];
     /* order.test: a (priority 10) before b (priority 20), both up.
      * fallback.test: the first target refuses, the second is up.
      * down.test: every target refuses. */
@@ -130,17 +71,7 @@ static int group_setup(void **state)
     snprintf(r[5], sizeof(r[5]),
              "--srv-host=_xmpps-client._tcp.tls.test,a.order.test,%u,10,1",
              f->open_a);
-    char *argv[] = {
-        DNSMASQ,
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        port_arg,
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--local=/test/",
+    char *records[] = {
         r[0],
         r[1],
         r[2],
@@ -153,32 +84,11 @@ static int group_setup(void **state)
         "--host-record=a.order.test,127.0.0.9",
         "--host-record=a.order.test,127.0.0.1",
         "--host-record=b.order.test,127.0.0.1",
-        NULL,
     };
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY,
-                                     0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
-                                     0);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY,
-                                     0);
-    int rc = posix_spawn(&s->pid, DNSMASQ, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
+    if (dnsmasq_start(&f->dns, "test_connector", records,
+                      sizeof(records) / sizeof(records[0]), false) < 0) {
         free(f);
         return -1;
-    }
-    double deadline = now_s() + 5.0;
-    while (!tcp_port_open(s->port)) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid || now_s() > deadline) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-            free(f);
-            return -1;
-        }
-        usleep(10000);
     }
     *state = f;
     return 0;
@@ -187,8 +97,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     fixture_t *f = *state;
-    kill(f->dns.pid, SIGTERM);
-    waitpid(f->dns.pid, NULL, 0);
+    dnsmasq_stop(&f->dns);
     free(f);
     return 0;
 }

@@ -25,11 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dnsmasq_fixture.h"
 #include "net/dns.h"
-
-extern char **environ;
-
-#define DNSMASQ "/usr/sbin/dnsmasq"
 
 /* ---- dns_order_srv ----------------------------------------------------- */
 
@@ -313,84 +310,15 @@ static void test_strerror(void **state)
 
 /* ---- the resolver against dnsmasq -------------------------------------- */
 
-typedef struct server {
-    pid_t pid;
-    unsigned short port;
-    char servers[64]; /* "127.0.0.1:port" for dns_new */
-} server_t;
-
-/* A port free for both UDP and TCP on 127.0.0.1 right now. */
-static unsigned short free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int t = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(t >= 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        socklen_t len = sizeof(sa);
-        assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-        int u = socket(AF_INET, SOCK_DGRAM, 0);
-        assert_true(u >= 0);
-        int ok = bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(u);
-        close(t);
-        if (ok)
-            return ntohs(sa.sin_port);
-    }
-    fail_msg("no free loopback port");
-    return 0;
-}
-
-static bool tcp_port_open(unsigned short port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(s);
-    return ok;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+typedef dnsmasq_t server_t;
 
 static int server_start(void **state)
 {
-    if (access(DNSMASQ, X_OK) != 0) {
-        fprintf(stderr, "test_dns: %s is missing; run scripts/deps\n", DNSMASQ);
-        return -1;
-    }
-    server_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return -1;
-    s->port = free_port();
-    snprintf(s->servers, sizeof(s->servers), "127.0.0.1:%u", s->port);
-
-    char port_arg[32];
-    snprintf(port_arg, sizeof(port_arg), "--port=%u", s->port);
     /* 40 records are more than a 512-byte UDP answer holds: c-ares gets a
      * truncated answer and asks again over TCP. */
     enum { MANY = 40 };
     char many[MANY][96];
     char *fixed[] = {
-        DNSMASQ,
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        port_arg,
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        /* Everything under .test is ours: unknown names are NXDOMAIN
-         * instead of a refusal for want of an upstream server. */
-        "--local=/test/",
         "--srv-host=_xmpp-client._tcp.example.test,xmpp.example.test,5222,"
         "10,5",
         "--srv-host=_xmpps-client._tcp.example.test,xmpps.example.test,5223,"
@@ -417,55 +345,24 @@ static int server_start(void **state)
         "--txt-record=_xmpps-client._tcp.nodata.test,no SRV here",
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
-    char *argv[NFIXED + MANY + 2];
+    char *records[NFIXED + MANY];
     for (size_t i = 0; i < NFIXED; i++)
-        argv[i] = fixed[i];
+        records[i] = fixed[i];
     for (int i = 0; i < MANY; i++) {
         snprintf(many[i], sizeof(many[i]),
                  "--srv-host=_xmpp-client._tcp.many.test,h%d.many.test,5222,"
                  "%d,1",
                  MANY - 1 - i, MANY - 1 - i);
-        argv[NFIXED + i] = many[i];
+        records[NFIXED + i] = many[i];
     }
+    server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -1;
     /* TEST_DNS_VERBOSE=1 shows dnsmasq's log of every query. */
-    bool verbose = getenv("TEST_DNS_VERBOSE") != NULL;
-    argv[NFIXED + MANY] = verbose ? "--log-queries=extra" : NULL;
-    argv[NFIXED + MANY + 1] = NULL;
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY,
-                                     0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
-                                     0);
-    if (!verbose)
-        posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null",
-                                         O_WRONLY, 0);
-    int rc = posix_spawn(&s->pid, DNSMASQ, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        fprintf(stderr, "test_dns: posix_spawn %s: %s\n", DNSMASQ,
-                strerror(rc));
+    if (dnsmasq_start(s, "test_dns", records, NFIXED + MANY,
+                      getenv("TEST_DNS_VERBOSE") != NULL) < 0) {
         free(s);
         return -1;
-    }
-    /* dnsmasq binds before it serves; a TCP connect tells us it is up. */
-    double deadline = now_s() + 5.0;
-    while (!tcp_port_open(s->port)) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            fprintf(stderr, "test_dns: dnsmasq exited (status %d)\n", status);
-            free(s);
-            return -1;
-        }
-        if (now_s() > deadline) {
-            fprintf(stderr, "test_dns: dnsmasq did not start\n");
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-            free(s);
-            return -1;
-        }
-        usleep(10000);
     }
     *state = s;
     return 0;
@@ -476,9 +373,7 @@ static int server_stop(void **state)
     server_t *s = *state;
     if (s == NULL)
         return 0;
-    kill(s->pid, SIGTERM);
-    int status = 0;
-    waitpid(s->pid, &status, 0);
+    dnsmasq_stop(s);
     free(s);
     return 0;
 }
@@ -909,10 +804,10 @@ static void test_free_in_callback(void **state)
     /* Answered too, and queued behind `first`: cancelled inside its
      * dns_free(), before that returns. */
     dns_resolve_addr(c.dns, "::1", 5222, on_addr, &answered);
-    double t0 = now_s();
+    double t0 = test_now_s();
     assert_int_equal(uv_run(&c.loop, UV_RUN_DEFAULT), 0);
     /* Well before the 5 s timeout: dns_free ended the wait. */
-    assert_true(now_s() - t0 < 2.0);
+    assert_true(test_now_s() - t0 < 2.0);
     assert_int_equal(first.calls, 1);
     assert_int_equal(first.err, DNS_OK);
     assert_int_equal(pending.calls, 1);
@@ -937,15 +832,15 @@ static void test_timeout(void **state)
     ctx_t c;
     ctx_open_config(&c, &cfg);
     result_t r;
-    double t0 = now_s();
+    double t0 = test_now_s();
     xmpp(&c, "example.test", &r);
-    double dt = now_s() - t0;
+    double dt = test_now_s() - t0;
     assert_int_equal(r.err, DNS_ERR_FAILED);
     assert_true(dt >= 0.1 && dt < 2.0);
     result_clear(&r);
-    t0 = now_s();
+    t0 = test_now_s();
     addr(&c, "xmpp.example.test", 5222, &r);
-    dt = now_s() - t0;
+    dt = test_now_s() - t0;
     assert_int_equal(r.err, DNS_ERR_FAILED);
     assert_true(dt >= 0.1 && dt < 2.0);
     result_clear(&r);
@@ -966,10 +861,10 @@ static void test_refused(void **state)
     ctx_t c;
     ctx_open_config(&c, &cfg);
     result_t r;
-    double t0 = now_s();
+    double t0 = test_now_s();
     xmpp(&c, "example.test", &r);
     assert_int_equal(r.err, DNS_ERR_FAILED);
-    assert_true(now_s() - t0 < 5.0);
+    assert_true(test_now_s() - t0 < 5.0);
     result_clear(&r);
     ctx_close(&c);
 }
