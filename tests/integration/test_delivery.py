@@ -82,6 +82,24 @@ def error_ids(raw):
 
 class Delivery(harness.ServerTestCase):
 
+    def non_reader(self, srv, resource, priority=None, presence=True):
+        """bob/resource, logged in (available unless presence is False),
+        with a small receive buffer, and never read until the test says.
+        Returns the client and its connection's log name."""
+        c = self.login(srv, 'bob@localhost', resource=resource)
+        conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/%s'
+                            % resource).group(1)
+        if presence:
+            c.presence(priority=priority)
+            c.sync()
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        return c, conn
+
+    def sender(self, srv):
+        """alice over plaintext, her socket read on a thread of its own."""
+        a = self.login(srv, 'alice@localhost', resource='a', transport='plain')
+        return a, RawReader(a)
+
     def flood(self, srv, a, n):
         """alice sends n chat messages of 1 KB to bob's bare JID, then a
         ping; returns once its answer shows that all were routed."""
@@ -108,14 +126,8 @@ class Delivery(harness.ServerTestCase):
         srv = Server(c2s={'allow_plain_loopback': True},
                      limits={'rate_limit': 0, 'close_timeout': 2.0})
         try:
-            b = self.login(srv, 'bob@localhost', resource='b')
-            conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/b').group(1)
-            b.presence()
-            b.sync()
-            b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            a = self.login(srv, 'alice@localhost', resource='a',
-                           transport='plain')
-            a_reader = RawReader(a)
+            b, conn = self.non_reader(srv, 'b')
+            a, a_reader = self.sender(srv)
             n = 12000
             self.flood(srv, a, n)
             self.finish(srv, a_reader, a, conn)
@@ -147,18 +159,12 @@ class Delivery(harness.ServerTestCase):
         srv = Server(c2s={'allow_plain_loopback': True},
                      limits={'rate_limit': 0, 'close_timeout': 1.0})
         try:
-            slow = self.login(srv, 'bob@localhost', resource='slow')
-            conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/slow').group(1)
-            slow.presence(priority=5)
-            slow.sync()
-            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            slow, conn = self.non_reader(srv, 'slow', priority=5)
             fast = self.login(srv, 'bob@localhost', resource='fast')
             fast.presence(priority=0)
             fast.sync()
             fast_reader = RawReader(fast)
-            a = self.login(srv, 'alice@localhost', resource='a',
-                           transport='plain')
-            a_reader = RawReader(a)
+            a, a_reader = self.sender(srv)
             n = 8000
             self.flood(srv, a, n)
             self.finish(srv, a_reader, a, conn)
@@ -187,12 +193,8 @@ class Delivery(harness.ServerTestCase):
         srv = Server(c2s={'allow_plain_loopback': True},
                      limits={'rate_limit': 0, 'close_timeout': 1.0})
         try:
-            old = self.login(srv, 'bob@localhost', resource='b')
-            conn = srv.wait_log(r'\[(c\d+)\] bound bob@localhost/b').group(1)
-            old.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            a = self.login(srv, 'alice@localhost', resource='a',
-                           transport='plain')
-            a_reader = RawReader(a)
+            old, conn = self.non_reader(srv, 'b', presence=False)
+            a, a_reader = self.sender(srv)
             n = 3000
             for i in range(n):
                 a.send("<message to='bob@localhost/b' type='chat' id='m%d'>"
