@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "base/log.h"
@@ -42,6 +43,7 @@ typedef enum store_error {
     STORE_ERR_SCHEMA = -6,  /* database from a newer Starling */
     STORE_ERR_INVALID = -7, /* arguments that cannot be stored (a NULL
                                name, a salt or key longer than the max) */
+    STORE_ERR_FULL = -8,    /* a per-account limit was reached */
 } store_error_t;
 
 const char *store_strerror(int err);
@@ -104,12 +106,131 @@ void store_account_create(store_t *s, const store_account_t *a,
  * otherwise); its creation time stays. */
 void store_account_update(store_t *s, const store_account_t *a,
                           store_done_cb cb, void *ud);
-/* STORE_ERR_NOT_FOUND when there was no such account. */
+/* STORE_ERR_NOT_FOUND when there was no such account. With the account go,
+ * in the same transaction, its roster, its pending requests and its
+ * offline messages; and in the roster of every other account of any domain
+ * an item for it loses its subscription both ways (RFC 6121 §2.5.2: as if
+ * the user had removed the contact: subscription none, no ask, no
+ * approval; a pending request from it is dropped; that roster's version
+ * grows by one). The items stay: nobody's contact list shrinks silently. */
 void store_account_delete(store_t *s, const char *domain, const char *node,
                           store_done_cb cb, void *ud);
 /* All accounts of one domain, or of every domain when domain is NULL,
  * sorted by domain, then node (byte order). */
 void store_account_list(store_t *s, const char *domain, store_list_cb cb,
                         void *ud);
+
+/* ------------------------------------------------------------ rosters
+ * RFC 6121 §2 rosters, with the subscription state of RFC 6121 Appendix A
+ * and the version XEP-0237 counts. Every account has one roster version, a
+ * number that grows by one with each change (0: never changed); each
+ * change names the version it makes. Groups of an item are stored as
+ * given, in order. A pending inbound subscription request (RFC 6121
+ * §3.1.3) is kept apart from the items: it may exist for a contact that
+ * is not in the roster ("None + Pending In" has no item), and it keeps the
+ * request's stanza so that it is delivered again, as sent, at each login
+ * until the user answers it. Contacts are bare JIDs, prepared. */
+
+/* Subscription bits: "to" (the user sees the contact's presence), "from"
+ * (the contact sees the user's); both bits: "both". */
+enum {
+    STORE_SUB_NONE = 0,
+    STORE_SUB_TO = 1,
+    STORE_SUB_FROM = 2,
+    STORE_SUB_BOTH = 3
+};
+
+typedef struct store_roster_item {
+    const char *contact; /* bare JID */
+    const char *name;    /* or NULL */
+    const char *const *groups;
+    size_t group_count;
+    unsigned subscription; /* STORE_SUB_* */
+    bool ask;      /* pending out: ask='subscribe' (RFC 6121 §2.1.2.2) */
+    bool approved; /* pre-approved (RFC 6121 §3.4) */
+} store_roster_item_t;
+
+typedef struct store_roster_pending {
+    const char *contact; /* who asked */
+    const char *stanza;  /* their <presence type='subscribe'/>, as stored */
+    size_t len;
+} store_roster_pending_t;
+
+typedef struct store_roster {
+    int64_t version;
+    const store_roster_item_t *items; /* sorted by contact */
+    size_t count;
+    const store_roster_pending_t *pending; /* sorted by contact */
+    size_t pending_count;
+} store_roster_t;
+
+/* r is NULL unless err is STORE_OK. STORE_ERR_NOT_FOUND when there is no
+ * such account; an account that has never had a roster gets an empty one
+ * with version 0. */
+typedef void (*store_roster_cb)(void *ud, int err, const store_roster_t *r);
+
+void store_roster_get(store_t *s, const char *domain, const char *node,
+                      store_roster_cb cb, void *ud);
+
+/* What store_roster_update() does to the pending request of `contact`. */
+typedef enum store_pending_op {
+    STORE_PENDING_KEEP,
+    STORE_PENDING_SET, /* store (or replace) pending_stanza */
+    STORE_PENDING_CLEAR,
+} store_pending_op_t;
+
+/* One change of one contact, in one transaction: the item is replaced by
+ * `item` (inserted when absent) or, with item NULL, deleted; the pending
+ * request is kept, set or cleared; the account's roster version becomes
+ * `version` when it is not 0 (a change of a pending request alone is not
+ * a roster change and passes 0). item->contact, when item is given, is
+ * `contact`. */
+typedef struct store_roster_change {
+    const char *contact;
+    const store_roster_item_t *item; /* NULL: remove the item */
+    store_pending_op_t pending;
+    const char *pending_stanza; /* STORE_PENDING_SET */
+    size_t pending_len;
+    int64_t version;
+} store_roster_change_t;
+
+/* STORE_ERR_NOT_FOUND (nothing changed) when there is no such account. */
+void store_roster_update(store_t *s, const char *domain, const char *node,
+                         const store_roster_change_t *ch, store_done_cb cb,
+                         void *ud);
+
+/* ------------------------------------------------------------ offline
+ * XEP-0160 offline messages: the stanza as serialized (with its 'from' and
+ * a XEP-0203 <delay/> already in it), in arrival order. */
+
+typedef struct store_offline_msg {
+    int64_t id; /* grows with arrival */
+    const char *stanza;
+    size_t len;
+} store_offline_msg_t;
+
+/* Appends a message for node@domain unless the account already holds
+ * `limit` of them (0: no limit): then STORE_ERR_FULL and nothing is
+ * stored; STORE_ERR_NOT_FOUND when there is no such account. The callback runs
+ * once the message is committed: a crash of the process after it cannot lose
+ * it. */
+void store_offline_put(store_t *s, const char *domain, const char *node,
+                       const char *stanza, size_t len, unsigned limit,
+                       store_done_cb cb, void *ud);
+
+/* msgs in arrival order (NULL and 0 on error or when there are none). */
+typedef void (*store_offline_cb)(void *ud, int err,
+                                 const store_offline_msg_t *msgs, size_t count);
+
+/* The messages stored for node@domain, oldest first; they stay stored. */
+void store_offline_get(store_t *s, const char *domain, const char *node,
+                       store_offline_cb cb, void *ud);
+/* Deletes the messages of node@domain with id <= up_to (those delivered). */
+void store_offline_delete(store_t *s, const char *domain, const char *node,
+                          int64_t up_to, store_done_cb cb, void *ud);
+/* How many are stored for node@domain (starlingctl, tests). */
+typedef void (*store_count_cb)(void *ud, int err, uint64_t count);
+void store_offline_count(store_t *s, const char *domain, const char *node,
+                         store_count_cb cb, void *ud);
 
 #endif
