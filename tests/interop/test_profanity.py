@@ -284,6 +284,12 @@ class Profanity:
         self.type(self.password)
         self.expect(r'%s/\S+ logged in successfully' % re.escape(self.jid),
                     'the login of %s' % self.jid)
+        # The first-run text fills half the console: clear it, so that
+        # what the steps wait for does not scroll away. Nobody else acts
+        # before both are logged in, so nothing is lost by it.
+        self.type('/clear')
+        self.poll('the cleared console',
+                  lambda text: 'Welcome to Profanity' not in text)
 
     def quit(self):
         if self.dead():
