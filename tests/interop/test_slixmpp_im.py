@@ -343,6 +343,8 @@ class SlixmppIM(unittest.TestCase):
         self.assertEqual(m['type'], 'chat')
         stamp = m['delay']['stamp']
         self.assertIsNotNone(stamp, 'the offline message has no XEP-0203 delay: %s' % m)
+        self.assertIsNotNone(stamp.tzinfo, 'a delay stamp without time zone (XEP-0082 '
+                             'wants UTC with Z): %s' % m['delay'])
         slack = datetime.timedelta(seconds=5)
         self.assertLessEqual(sent_at - slack, stamp)
         self.assertLessEqual(stamp, datetime.datetime.now(datetime.timezone.utc) + slack)
