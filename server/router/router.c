@@ -468,6 +468,12 @@ route_target_t *router_resources(router_t *r, const jid_t *user)
     return a != NULL ? a->resources : NULL;
 }
 
+route_target_t *router_resources_bare(router_t *r, const char *bare)
+{
+    struct router_account *a = account_find(r, bare);
+    return a != NULL ? a->resources : NULL;
+}
+
 /* ------------------------------------------------------------- replies */
 
 /* The error reply to `stanza`, from `from_attr` (NULL: the original 'to',

@@ -181,6 +181,9 @@ route_target_t *router_find(router_t *r, const jid_t *full);
  * is ignored), or NULL; the others follow through t->next_resource. */
 route_target_t *router_resources(router_t *r, const jid_t *user);
 
+/* The same by the account's bare JID, "node@domain" as prepared. */
+route_target_t *router_resources_bare(router_t *r, const char *bare);
+
 /* Sends an error reply to `stanza` back to `to` (RFC 6120 §8.3): type
  * 'error', to/from swapped, the original children included, never in
  * reply to an error. `type` is cancel/modify/wait/auth/continue. The
