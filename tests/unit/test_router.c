@@ -318,18 +318,25 @@ static void test_bare_presence_and_iq(void **state)
     env_t *e = *state;
     bind_all(e);
     fake_available(e->r, &e->b1, -3);
+    e->b1.keep_presence = e->b2.keep_presence = true;
     /* Directed presence: every available resource, whatever its
      * priority. */
     fake_send(e->r, &e->a, "<presence to='bob@localhost'/>");
     assert_int_equal(e->b1.ngot, 1);
     assert_int_equal(e->b2.ngot, 0);
+    /* RFC 6121 §3.1.3: a subscription request reaches the available
+     * resources, from the requester's bare JID (§3.1.2). */
     fake_send(e->r, &e->a, "<presence type='subscribe' to='bob@localhost'/>");
-    assert_int_equal(e->b1.ngot, 1);
+    assert_int_equal(e->b1.ngot, 2);
+    assert_int_equal(e->b2.ngot, 0);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 1), "from"),
+                        "alice@localhost");
+    assert_string_equal(fake_attr(fake_got(&e->b1, 1), "type"), "subscribe");
     /* §8.5.2.1.3: an IQ to a bare JID is the server's, for the account. */
     fake_send(
         e->r, &e->a,
         "<iq type='get' id='b' to='bob@localhost'><q xmlns='urn:none'/></iq>");
-    assert_int_equal(e->b1.ngot, 1);
+    assert_int_equal(e->b1.ngot, 2);
     expect_error(&e->a, 0, "service-unavailable", "bob@localhost");
     /* To one's own bare JID: from the bare JID (RFC 6120 §8.1.2.1). */
     fake_send(e->r, &e->a,
@@ -342,6 +349,7 @@ static void test_full_present(void **state)
 {
     env_t *e = *state;
     bind_all(e);
+    e->b2.keep_presence = true;
     /* §8.5.3.1: delivered whatever the availability and priority. */
     fake_send(e->r, &e->a, "<message type='groupchat' to='bob@localhost/b2'/>");
     fake_send(e->r, &e->a, "<presence to='bob@localhost/b2'/>");
