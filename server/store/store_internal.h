@@ -1,7 +1,7 @@
 /* store internals, shared by the front (store.c: queues, the storage
- * thread, completions on the loop), the table groups (store_accounts.c, and
- * next store_roster.c, store_offline.c: one file per group of tables, with
- * its schema steps, statements and requests) and the backend
+ * thread, completions on the loop), the table groups (store_accounts.c,
+ * store_roster.c, store_offline.c: one file per group of tables, with its
+ * schema steps, statements and requests) and the backend
  * (store_sqlite.c). Nothing outside server/store/ includes this, except the
  * store's unit test.
  *
@@ -176,7 +176,8 @@ typedef struct store_group {
 } store_group_t;
 
 /* The groups, in store.c's one list. */
-extern const store_group_t store_accounts_group;
+extern const store_group_t store_accounts_group, store_roster_group,
+    store_offline_group;
 /* That list, in the order the groups' schema steps were released. */
 const store_group_t *const *store_group_list(size_t *count);
 
