@@ -59,8 +59,7 @@ static const store_migration_t store_roster_migrations[] = {
 /* An account is deleted (?1: its bare JID): in every other roster its item
  * loses its subscription both ways, its request is dropped, and a roster
  * whose item changed gets the next version. The version goes first: it
- * needs to see which items are about to change. ORDER BY is SQLite's
- * binary collation, byte order (a PostgreSQL backend says COLLATE "C"). */
+ * needs to see which items are about to change. */
 static const store_stmt_t stmt_roster_gone_version = {
     "roster_gone_version",
     "INSERT INTO roster_versions (domain, node, version)"
@@ -90,8 +89,10 @@ const store_group_t store_roster_group = {
         sizeof(store_roster_account_deleted[0]),
 };
 
-/* Parameters ?1 and ?2 are always domain and node. One row when the
- * account exists: its roster version. */
+/* Parameters ?1 and ?2 are always domain and node. roster_account: one
+ * row when the account exists, its roster version. ORDER BY contact is
+ * SQLite's binary collation, byte order, as store.h promises (a PostgreSQL
+ * backend adds COLLATE "C"). */
 static const store_stmt_t stmt_roster_account = {
     "roster_account", "SELECT coalesce((SELECT version FROM roster_versions"
                       " WHERE domain = ?1 AND node = ?2), 0)"
