@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/xalloc.h"
 #include "im/im_internal.h"
 #include "modules/modules.h"
@@ -30,16 +31,6 @@
 /* Longest name or group name accepted in a roster item (RFC 6121 §2.3.3
  * lets the server pick; Prosody and ejabberd allow about this much). */
 enum { ROSTER_TEXT_MAX = 1024, ROSTER_GROUPS_MAX = 64 };
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static bool is(const char *a, const char *b)
 {

@@ -29,6 +29,7 @@
 
 #include "base/buf.h"
 #include "base/rand.h"
+#include "base/hash.h"
 #include "base/xalloc.h"
 #include "modules/module.h"
 #include "stream/stanza.h"
@@ -61,18 +62,6 @@ struct router {
 };
 
 /* ------------------------------------------------------------ registry */
-
-static uint64_t hash_str(const char *s)
-{
-    /* FNV-1a: keys are prepared JIDs from our own clients, so flooding
-     * the table needs many accounts, which the operator creates. */
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 /* ------------------------------------------------------------ stanzas */
 
