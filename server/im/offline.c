@@ -88,6 +88,7 @@ static bool chat_state_only(const xml_node_t *el)
 typedef struct put_req {
     waiter_t w;
     xml_tree_t *tree; /* the message as sent, for an error reply */
+    bool held;        /* its sender is held until the answer */
 } put_req_t;
 
 static void on_put(void *ud, int err)
@@ -99,11 +100,14 @@ static void on_put(void *ud, int err)
         if (err != STORE_ERR_NOT_FOUND && err != STORE_ERR_FULL)
             LOG(st->log, LOG_WARN, 0, "offline message not stored: %s",
                 store_strerror(err));
-        if (t != NULL)
+        if (p->w.server != NULL)
+            router_requeue_error(st->router, p->tree->root, "cancel",
+                                 "service-unavailable");
+        else if (t != NULL)
             router_reply_error(t, p->tree->root, "cancel",
                                "service-unavailable");
     }
-    if (t != NULL)
+    if (t != NULL && p->held)
         router_release(st->router, t);
     waiter_clear(&p->w);
     xml_tree_free(p->tree);
@@ -162,7 +166,12 @@ static module_result_t offline_message(module_call_t *c)
     p->tree = xml_tree_new();
     if (p->tree == NULL || xml_node_copy(p->tree, NULL, el) == NULL)
         xalloc_fail(64);
-    router_hold(c->router, c->from);
+    /* A client waits until it is stored; the server's own requeue (a
+     * session's unsent backlog) has nobody waiting and must not be
+     * serialized one commit at a time. */
+    p->held = c->from->account != NULL;
+    if (p->held)
+        router_hold(c->router, c->from);
     store_offline_put(st->store, c->to->domain, c->to->node, rcbuf_data(bytes),
                       rcbuf_len(bytes), st->settings->max_messages, on_put, p);
     route_stanza_done(&rs);
@@ -212,6 +221,8 @@ static void on_get(void *ud, int err, const store_offline_msg_t *msgs,
         store_offline_delete(st->store, g->domain, g->node, msgs[count - 1].id,
                              on_deleted, st);
     }
+    if (t != NULL)
+        router_release(st->router, t);
     waiter_clear(&g->w);
     free(g->domain);
     free(g);
@@ -231,6 +242,9 @@ static module_result_t offline_available(module_call_t *c)
     memcpy(g->domain, c->from->jid.domain, dl);
     g->node = g->domain + dl;
     memcpy(g->node, c->from->jid.node, strlen(c->from->jid.node) + 1);
+    /* The session's next stanzas wait for its messages: a client sees
+     * them before the answer to anything it sends after its presence. */
+    router_hold(c->router, c->from);
     store_offline_get(st->store, g->domain, g->node, on_get, g);
     return MODULE_PASS;
 }

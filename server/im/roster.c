@@ -186,6 +186,7 @@ static void account_free(im_account_t *a)
     }
     free(a->buckets);
     free(a->bare);
+    free(a->node); /* and domain, in the same block */
     free(a);
 }
 

@@ -663,6 +663,14 @@ void router_requeue(router_t *r, xml_tree_t *tree)
     r->requeueing--;
 }
 
+void router_requeue_error(router_t *r, const xml_node_t *stanza,
+                          const char *type, const char *condition)
+{
+    r->requeueing++;
+    router_reply_error(&r->self, stanza, type, condition);
+    r->requeueing--;
+}
+
 /* Collects the one stanza of router_requeue_bytes(). */
 static void requeue_header(void *ud, xml_tree_t *header)
 {

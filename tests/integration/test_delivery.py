@@ -143,7 +143,7 @@ class Delivery(harness.ServerTestCase):
             # its limit, 1,000) for bob's next login; the rest bounced.
             again = self.login(srv, 'bob@localhost', resource='again',
                                transport='plain')
-            again.presence()
+            again.send('<presence/>')
             stored = [e.get('id') for e in again.sync(timeout=60)
                       if e.tag == q(NS_CLIENT, 'message')]
             self.assertEqual(len(set(bounced)), len(bounced), 'bounced twice')
