@@ -33,7 +33,14 @@ static void fake_kick(route_target_t *t, const char *condition)
     snprintf(f->kicked, sizeof(f->kicked), "%s", condition);
 }
 
-static const route_target_ops_t fake_ops = {fake_deliver, fake_kick, NULL};
+static void fake_pause(route_target_t *t, bool paused)
+{
+    fake_target_t *f = (fake_target_t *)(void *)t;
+    f->paused += paused ? 1 : -1;
+}
+
+static const route_target_ops_t fake_ops = {fake_deliver, fake_kick,
+                                            fake_pause};
 
 void fake_init(fake_target_t *f, unsigned long conn)
 {

@@ -9,7 +9,7 @@
 
 #include "router/router.h"
 
-enum { FAKE_MAX_GOT = 16 };
+enum { FAKE_MAX_GOT = 64 };
 
 typedef struct fake_target {
     route_target_t t;              /* first: the router's pointer is ours */
@@ -21,6 +21,7 @@ typedef struct fake_target {
     /* Presence is dropped unless set: the echo of a target's own presence
      * (RFC 6121 §4.2.2) and broadcasts would shift every count. */
     bool keep_presence;
+    int paused; /* ops->pause: +1 per pause, -1 per resume */
 } fake_target_t;
 
 void fake_init(fake_target_t *f, unsigned long conn);

@@ -571,6 +571,51 @@ static void test_find_and_resources(void **state)
     assert_false(router_serves(e->r, "example.com"));
 }
 
+/* router_hold: a held session's stanzas wait, in order, until the last
+ * hold is released; past 32 its input is paused; one that ends while held
+ * has what it sent routed again, from the server. */
+static void test_hold(void **state)
+{
+    env_t *e = *state;
+    bind_all(e);
+    fake_available(e->r, &e->b1, 1);
+    router_hold(e->r, &e->a.t);
+    router_hold(e->r, &e->a.t);
+    for (int i = 0; i < 40; i++) {
+        char xml[96];
+        snprintf(xml, sizeof(xml),
+                 "<message type='chat' id='h%d' to='bob@localhost/b1'/>", i);
+        fake_send(e->r, &e->a, xml);
+    }
+    assert_int_equal(e->b1.ngot, 0);
+    assert_int_equal(e->a.paused, 1);
+    assert_int_equal(e->a.t.held_count, 40);
+    router_release(e->r, &e->a.t);
+    assert_int_equal(e->b1.ngot, 0); /* one hold left */
+    router_release(e->r, &e->a.t);
+    assert_int_equal(e->a.paused, 0);
+    assert_int_equal(e->a.t.held_count, 0);
+    assert_int_equal(e->b1.ngot, 40);
+    for (size_t i = 0; i < 40; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "h%zu", i);
+        assert_string_equal(fake_attr(fake_got(&e->b1, i), "id"), id);
+    }
+    fake_clear(&e->b1);
+
+    /* Ends while held: its holds go, what it queued is requeued from the
+     * server (so it still reaches bob), and a late release is harmless. */
+    router_hold(e->r, &e->a.t);
+    fake_send(e->r, &e->a,
+              "<message type='chat' id='late' to='bob@localhost'/>");
+    assert_int_equal(e->b1.ngot, 0);
+    router_unbind(e->r, &e->a.t);
+    assert_int_equal(e->a.t.holds, 0);
+    assert_int_equal(e->b1.ngot, 1);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 0), "id"), "late");
+    router_release(e->r, &e->a.t);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -591,6 +636,7 @@ int main(void)
         T(test_full_absent),
         T(test_fanout_serialized_once),
         T(test_requeue),
+        T(test_hold),
         T(test_conflict_new_wins),
         cmocka_unit_test_setup_teardown(test_conflict_old_wins, setup_old_wins,
                                         teardown),
