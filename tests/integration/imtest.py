@@ -66,6 +66,15 @@ def parse_item(el):
                 groups=tuple(g.text or '' for g in el.findall(GROUP)))
 
 
+def item_view(item):
+    """(subscription, ask, approved) of an Item, approved='false' shown as
+    None (RFC 6121 §2.1.2.1: false is the default)."""
+    if item is None:
+        return None
+    approved = item.approved if item.approved not in (None, 'false') else None
+    return (item.subscription or 'none', item.ask, approved)
+
+
 def is_roster_push(el):
     return (el.tag == IQ and el.get('type') == 'set'
             and el.find(QUERY) is not None)

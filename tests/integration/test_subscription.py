@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import imtest  # noqa: E402
 from harness import Server  # noqa: E402
-from imtest import (PRESENCE, STATUS, Session, is_roster_push, presences,  # noqa: E402
-                    push_item, settle, show, show_all)
+from imtest import (PRESENCE, STATUS, Session, is_roster_push, item_view,  # noqa: E402
+                    presences, push_item, settle, show, show_all)
 
 # ------------------------------------------------------------ the model
 
@@ -122,13 +122,6 @@ def visible(state, approved=False):
     """What the roster item shows: (subscription, ask, approved)."""
     sub, out, _ = state
     return (sub, 'subscribe' if out else None, 'true' if approved else None)
-
-
-def item_view(item):
-    if item is None:
-        return None
-    approved = item.approved if item.approved not in (None, 'false') else None
-    return (item.subscription or 'none', item.ask, approved)
 
 
 # How each state is reached from "None" through the protocol: (who, type)
