@@ -176,6 +176,19 @@ class Session:
             got.append(self._got(el))
         return [e for e in got if not is_mark(e)]
 
+    def close(self):
+        """Ends the stream with our close tag and waits for the server's
+        and the end of TCP; what arrives meanwhile is dropped."""
+        self.c.send('</stream:stream>')
+        while True:
+            ev = self.c.next_event()
+            if ev is None:
+                raise ProtocolError('%s: no close tag after ours' % self.jid)
+            if ev[0] in ('close', 'eof'):
+                break
+        if ev[0] == 'close':
+            self.c.expect_eof()
+
     def expect_nothing(self, test, why=''):
         got = self.drain()
         test.assertEqual(got, [], '%s received %s\n  %s' % (self.jid, why, show_all(got)))

@@ -136,7 +136,7 @@ class Offline(Base):
         sa = self.session(a, 'a')
         sa.send("<message type='error' to='%s'><error type='cancel'>"
                 "<item-not-found xmlns='%s'/></error></message>" % (b, NS_STANZAS))
-        self.assertEqual(sa.drain(), [])
+        self.sent_ok(sa)
         sb, msgs = self.come_online(b)
         self.assertEqual(msgs, [])
 
@@ -175,8 +175,8 @@ class Offline(Base):
         self.assertEqual([m.get('id') for m in msgs], ['id%d' % i for i in range(8)])
         second, again = self.come_online(b, 'second')
         self.assertEqual(again, [], show_all(again))
-        sb.c.close_stream()
-        second.c.close_stream()
+        sb.close()
+        second.close()
         third, again = self.come_online(b, 'third')
         self.assertEqual(again, [], show_all(again))
 
@@ -248,7 +248,7 @@ class Limit(Base):
         self.assertEqual(err.get('from'), 'lb@localhost', show(err))
         sb, msgs = self.come_online('lb@localhost')
         self.assertEqual(bodies(msgs), ['kept 0', 'kept 1', 'kept 2'])
-        sb.c.close_stream()
+        sb.close()
         sa.message('lb@localhost', 'room again')
         self.sent_ok(sa)
         sb, msgs = self.come_online('lb@localhost', 'again')

@@ -57,8 +57,8 @@ class Base(harness.ServerTestCase):
         settle([a, b])
         b.subscription('subscribed', frm)
         settle([a, b])
-        a.c.close_stream()
-        b.c.close_stream()
+        a.close()
+        b.close()
 
     def contacts(self):
         """U with: C (both), D (U is subscribed to D: 'to'), E (E is
@@ -73,7 +73,7 @@ class Base(harness.ServerTestCase):
         got = s.roster()
         self.assertEqual({k: v.subscription for k, v in got.items()},
                          {c: 'both', d: 'to', e: 'from', x: 'none'}, 'setup')
-        s.c.close_stream()
+        s.close()
         return u, c, d, e, x
 
 
@@ -182,7 +182,7 @@ class Broadcast(Base):
         u, c, d, e, x = self.contacts()
         c1, u1, u2 = self.session(c, 'c1'), self.session(u, 'u1'), self.session(u, 'u2')
         settle([c1, u1, u2])
-        u1.c.close_stream()
+        u1.close()
         for s in (c1, u2):
             p = s.wait(lambda el: el.tag == PRESENCE and el.get('from') == u1.jid,
                        'unavailable from %s' % u1.jid)
@@ -276,7 +276,7 @@ class Directed(Base):
         self.assertEqual(got[x1], [], '§4.4.2: updates go to subscribers only:\n  %s'
                          % show_all(got[x1]))
         self.assertEqual(len(presences(got[c1], frm=u1.jid)), 1)
-        u1.c.close_stream()
+        u1.close()
         p = x1.wait(lambda el: el.tag == PRESENCE and el.get('from') == u1.jid,
                     '§4.6.3: unavailable from %s' % u1.jid)
         self.assertEqual(p.get('type'), 'unavailable', show(p))
