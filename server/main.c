@@ -358,7 +358,7 @@ int main(int argc, char **argv)
         return 1;
     }
     store_set_logger(srv->store, &srv->log);
-    srv->modules = modules_start(cfg, &srv->log, err, sizeof(err));
+    srv->modules = modules_start(cfg, srv->store, &srv->log, err, sizeof(err));
     if (srv->modules == NULL) {
         LOG(&srv->log, LOG_ERROR, 0, "modules: %s", err);
         return 1;

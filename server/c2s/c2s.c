@@ -97,7 +97,11 @@ struct c2s_session {
     bool timer_closed;
     unsigned pending; /* async requests that refer to this session */
     bool auth_delay;  /* a SASL failure is being held back (paused read) */
-    char *account;    /* node@domain of the last SASL lookup, or NULL */
+    /* Reading is stopped because its own output is over the soft limit,
+     * or because the router holds its stanzas (router_hold); it resumes
+     * when neither is true. */
+    bool out_paused, held_paused;
+    char *account; /* node@domain of the last SASL lookup, or NULL */
     /* Stanzas queued for this session alone that its connection never
      * wrote: routed again when the session is freed, outside any routing
      * in progress (issue 7, item 7). */
@@ -476,9 +480,27 @@ static void target_kick(route_target_t *t, const char *condition)
     session_after_stream(s);
 }
 
+static void read_update(c2s_session_t *s)
+{
+    if (s->conn == NULL)
+        return;
+    if (s->out_paused || s->held_paused)
+        conn_read_stop(s->conn);
+    else if (!s->closing)
+        conn_read_start(s->conn);
+}
+
+static void target_pause(route_target_t *t, bool paused)
+{
+    c2s_session_t *s = from_target(t);
+    s->held_paused = paused;
+    read_update(s);
+}
+
 static const route_target_ops_t c2s_target_ops = {
     .deliver = target_deliver,
     .kick = target_kick,
+    .pause = target_pause,
 };
 
 /* ------------------------------------------------------- connection */
@@ -563,10 +585,8 @@ static void on_conn_soft_limit(void *ud, bool over)
      * faster than it reads what comes back: results, bounces) is not read
      * until that drains, so that it slows itself down instead of being
      * dropped at the hard limit. */
-    if (over)
-        conn_read_stop(s->conn);
-    else if (!s->closing)
-        conn_read_start(s->conn);
+    s->out_paused = over;
+    read_update(s);
 }
 
 /* Keeps a stanza this session alone was to receive and never got. */

@@ -109,8 +109,8 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
                                        size_t count, const bool *enabled,
                                        const void *const *settings,
                                        const server_config_t *cfg,
-                                       const logger_t *log, char *err,
-                                       size_t errlen)
+                                       store_t *store, const logger_t *log,
+                                       char *err, size_t errlen)
 {
     module_registry_t *reg = calloc(1, sizeof(*reg));
     if (reg == NULL ||
@@ -134,7 +134,7 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
         }
         bool ok = true;
         if (d->init != NULL) {
-            module_env_t env = {cfg, log, m->settings};
+            module_env_t env = {cfg, log, m->settings, store};
             m->state = d->init(&env, &ok);
         }
         if (!ok) {

@@ -33,6 +33,7 @@
 #include "config/config.h"
 #include "jid/jid.h"
 #include "router/router.h"
+#include "store/store.h"
 #include "stream/stream.h"
 #include "xml/xml.h"
 
@@ -146,6 +147,9 @@ typedef struct module_env {
     const server_config_t *cfg; /* NULL in unit tests that need none */
     const logger_t *log;
     const void *settings; /* this module's, or NULL when it has none */
+    /* The store (store.h), answering on the worker's loop; NULL in unit
+     * tests that run without one (a module then keeps nothing). */
+    store_t *store;
 } module_env_t;
 
 typedef struct module_desc {
@@ -193,8 +197,8 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
                                        size_t count, const bool *enabled,
                                        const void *const *settings,
                                        const server_config_t *cfg,
-                                       const logger_t *log, char *err,
-                                       size_t errlen);
+                                       store_t *store, const logger_t *log,
+                                       char *err, size_t errlen);
 /* Calls every fini in reverse order and frees. NULL is allowed. */
 void module_registry_free(module_registry_t *reg);
 

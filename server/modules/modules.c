@@ -19,7 +19,7 @@ const module_desc_t *const *modules_all(size_t *count)
     return all;
 }
 
-module_registry_t *modules_start(const server_config_t *cfg,
+module_registry_t *modules_start(const server_config_t *cfg, store_t *store,
                                  const logger_t *log, char *err, size_t errlen)
 {
     size_t n;
@@ -33,5 +33,5 @@ module_registry_t *modules_start(const server_config_t *cfg,
     }
     return module_registry_new(descs, n, cfg->module_on,
                                (const void *const *)cfg->module_settings, cfg,
-                               log, err, errlen);
+                               store, log, err, errlen);
 }

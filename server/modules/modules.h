@@ -21,7 +21,7 @@ extern const module_desc_t module_time;
 const module_desc_t *const *modules_all(size_t *count);
 
 /* The registry of the modules cfg switches on, with cfg's settings. */
-module_registry_t *modules_start(const server_config_t *cfg,
+module_registry_t *modules_start(const server_config_t *cfg, store_t *store,
                                  const logger_t *log, char *err, size_t errlen);
 
 #endif

@@ -144,7 +144,7 @@ static void self_kick(route_target_t *t, const char *condition)
     (void)condition;
 }
 
-static const route_target_ops_t self_ops = {self_deliver, self_kick};
+static const route_target_ops_t self_ops = {self_deliver, self_kick, NULL};
 
 router_t *router_new(const router_config_t *cfg, const logger_t *log)
 {
@@ -274,11 +274,97 @@ static void session_event(router_t *r, route_target_t *t, module_event_t ev)
     module_dispatch(r->cfg->modules, ev, &c);
 }
 
+/* ---------------------------------------------------------------- holds */
+
+struct router_held {
+    struct router_held *next;
+    xml_tree_t *tree;
+};
+
+/* Past this many queued stanzas a held session's input is paused. */
+enum { HELD_PAUSE = 32 };
+
+static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree);
+
+void router_hold(router_t *r, route_target_t *t)
+{
+    (void)r;
+    t->holds++;
+}
+
+static void held_push(route_target_t *t, xml_tree_t *tree)
+{
+    struct router_held *h = xmalloc(sizeof(*h));
+    h->next = NULL;
+    h->tree = tree;
+    if (t->held_tail != NULL)
+        t->held_tail->next = h;
+    else
+        t->held_head = h;
+    t->held_tail = h;
+    t->held_count++;
+    if (t->held_count >= HELD_PAUSE && !t->held_paused &&
+        t->ops->pause != NULL) {
+        t->held_paused = true;
+        t->ops->pause(t, true);
+    }
+}
+
+static xml_tree_t *held_pop(route_target_t *t)
+{
+    struct router_held *h = t->held_head;
+    if (h == NULL)
+        return NULL;
+    t->held_head = h->next;
+    if (t->held_head == NULL)
+        t->held_tail = NULL;
+    t->held_count--;
+    xml_tree_t *tree = h->tree;
+    free(h);
+    return tree;
+}
+
+void router_release(router_t *r, route_target_t *t)
+{
+    if (t->holds == 0)
+        return;
+    if (--t->holds > 0)
+        return;
+    /* Each stanza may take a new hold: then the rest waits again. */
+    while (t->holds == 0 && t->held_head != NULL)
+        route_now(r, t, held_pop(t));
+    if (t->holds == 0 && t->held_paused) {
+        t->held_paused = false;
+        if (t->ops->pause != NULL)
+            t->ops->pause(t, false);
+    }
+}
+
+/* A session that ends while held: its holds are void, and the stanzas it
+ * sent meanwhile are routed on its behalf like those it never got. */
+static void held_drop(router_t *r, route_target_t *t)
+{
+    t->holds = 0;
+    t->held_paused = false;
+    xml_tree_t *tree;
+    while ((tree = held_pop(t)) != NULL)
+        router_requeue(r, tree);
+}
+
+route_target_t *router_find_conn(router_t *r, const jid_t *full,
+                                 unsigned long conn)
+{
+    route_target_t *t = router_find(r, full);
+    return t != NULL && t->conn == conn ? t : NULL;
+}
+
 void router_unbind(router_t *r, route_target_t *t)
 {
     struct router_account *a = t->account;
     if (a == NULL)
         return;
+    if (t->holds > 0 || t->held_head != NULL)
+        held_drop(r, t);
     session_event(r, t, MODULE_EV_SESSION_ENDED);
     for (route_target_t **pp = &a->resources; *pp != NULL;
          pp = &(*pp)->next_resource) {
@@ -485,6 +571,15 @@ static module_addressee_t addressee_of(const route_target_t *from,
 }
 
 void router_route(router_t *r, route_target_t *from, xml_tree_t *tree)
+{
+    if (from->holds > 0 || from->held_head != NULL) {
+        held_push(from, tree);
+        return;
+    }
+    route_now(r, from, tree);
+}
+
+static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
 {
     const xml_node_t *el = tree->root;
     const char *name = el->name;

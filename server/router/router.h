@@ -64,7 +64,14 @@ typedef struct route_target_ops {
     /* Ends the session with a stream error (e.g. "conflict" when another
      * session took its resource). The router has already unbound it. */
     void (*kick)(route_target_t *t, const char *condition);
+    /* Stops (true) or resumes (false) reading the session's input while
+     * its stanzas are held (router_hold) and too many are queued. May be
+     * NULL. */
+    void (*pause)(route_target_t *t, bool paused);
 } route_target_ops_t;
+
+struct router_held;
+struct im_session;
 
 struct route_target {
     const route_target_ops_t *ops;
@@ -72,6 +79,15 @@ struct route_target {
     bool available;     /* sent available presence, not yet unavailable */
     int priority;       /* from its last available presence, -128..127 */
     unsigned long conn; /* connection id, for logs */
+    /* server/im's state of this session (roster interest, last presence,
+     * directed presence); NULL until it makes one. */
+    struct im_session *im;
+    /* Router-private: holds taken (router_hold) and the stanzas that
+     * arrived meanwhile, in order. */
+    unsigned holds;
+    struct router_held *held_head, *held_tail;
+    size_t held_count;
+    bool held_paused;
     /* Router-private links. */
     route_target_t *next_resource;
     struct router_account *account;
@@ -140,6 +156,23 @@ void router_requeue(router_t *r, xml_tree_t *stanza);
 /* The same for a stanza as it was queued: its bytes, as serialized inside a
  * jabber:client stream. */
 void router_requeue_bytes(router_t *r, const char *data, size_t len);
+
+/* A session's stanzas are handled in the order it sent them. A module
+ * whose handling of a stanza waits for something (the store: a roster
+ * being loaded, an offline message being committed) holds the session:
+ * until every hold is released, the stanzas it sends next are queued, and
+ * past a few dozen its input is paused (ops->pause). router_release() runs
+ * the queue once the last hold is gone. A session that is unbound while
+ * held loses its holds; what it had queued is handed to router_requeue().
+ * So a client that sees the answer to a later stanza knows the earlier one
+ * was done — e.g. stored durably. */
+void router_hold(router_t *r, route_target_t *t);
+void router_release(router_t *r, route_target_t *t);
+/* The bound session with this full JID and connection id (the same
+ * session, not a later one that took its resource), or NULL: for a module
+ * that must come back to a session after waiting. */
+route_target_t *router_find_conn(router_t *r, const jid_t *full,
+                                 unsigned long conn);
 
 /* The session bound to the full JID `full`, or NULL. */
 route_target_t *router_find(router_t *r, const jid_t *full);

@@ -31,7 +31,7 @@ static void fake_kick(route_target_t *t, const char *condition)
     snprintf(f->kicked, sizeof(f->kicked), "%s", condition);
 }
 
-static const route_target_ops_t fake_ops = {fake_deliver, fake_kick};
+static const route_target_ops_t fake_ops = {fake_deliver, fake_kick, NULL};
 
 void fake_init(fake_target_t *f, unsigned long conn)
 {

@@ -253,8 +253,8 @@ static void add(env_t *e, const module_desc_t *d, char letter,
 static void start(env_t *e)
 {
     char err[128];
-    e->mods = module_registry_new(e->descs, e->n, e->on, e->sets, NULL, &e->log,
-                                  err, sizeof(err));
+    e->mods = module_registry_new(e->descs, e->n, e->on, e->sets, NULL, NULL,
+                                  &e->log, err, sizeof(err));
     if (e->mods == NULL)
         fail_msg("registry: %s", err);
     e->cfg =
@@ -487,7 +487,7 @@ static void test_init_refused(void **state)
     add(e, &high, 'h', MODULE_PASS);
     e->settings[2].refuse_init = true;
     char err[128];
-    assert_null(module_registry_new(e->descs, e->n, e->on, e->sets, NULL,
+    assert_null(module_registry_new(e->descs, e->n, e->on, e->sets, NULL, NULL,
                                     &e->log, err, sizeof(err)));
     assert_string_equal(err, "module mid: could not start");
     /* 'low' started and was finished; 'high' never started. */
@@ -522,8 +522,8 @@ static void test_stream_features(void **state)
     char err[128];
     const module_desc_t *d[] = {&sf_one, &sf_two};
     bool on[] = {false, false};
-    module_registry_t *r2 =
-        module_registry_new(d, 2, on, NULL, NULL, &e->log, err, sizeof(err));
+    module_registry_t *r2 = module_registry_new(d, 2, on, NULL, NULL, NULL,
+                                                &e->log, err, sizeof(err));
     assert_non_null(r2);
     assert_null(module_registry_stream_features(r2, &n));
     assert_int_equal(n, 0);
@@ -537,7 +537,7 @@ static void test_real_ping_and_disco(void **state)
     server_config_t cfg;
     char err[128];
     assert_int_equal(config_defaults(&cfg), 0);
-    e->mods = modules_start(&cfg, &e->log, err, sizeof(err));
+    e->mods = modules_start(&cfg, NULL, &e->log, err, sizeof(err));
     assert_non_null(e->mods);
     e->cfg =
         (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};

@@ -30,7 +30,7 @@ static int setup_with(void **state, router_conflict_t conflict,
     const module_desc_t *im = &module_im;
     char err[128];
     e->log.level = LOG_ERROR;
-    e->mods = module_registry_new(&im, 1, NULL, NULL, NULL, &e->log, err,
+    e->mods = module_registry_new(&im, 1, NULL, NULL, NULL, NULL, &e->log, err,
                                   sizeof(err));
     if (e->mods == NULL)
         return -1;
