@@ -176,6 +176,28 @@ class Session:
             got.append(self._got(el))
         return [e for e in got if not is_mark(e)]
 
+    def quiet_for(self, seconds, pred=lambda el: True):
+        """Everything (backlog first) that arrives within `seconds` and
+        matches pred; for the rare check with no ordered round trip to
+        wait on (a reply the server may send on behalf of an account that
+        does not exist comes after an asynchronous look-up)."""
+        got = [e for e in self.backlog if pred(e)]
+        self.backlog = [e for e in self.backlog if not pred(e)]
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            ev = self.c.next_event(left)
+            if ev is None:
+                continue
+            if ev[0] != 'element':
+                raise ProtocolError('%s: %r' % (self.jid, ev))
+            el = self._got(ev[1])
+            if is_mark(el):
+                continue
+            (got if pred(el) else self.backlog).append(el)
+
     def close(self):
         """Ends the stream with our close tag and waits for the server's
         and the end of TCP; what arrives meanwhile is dropped."""
