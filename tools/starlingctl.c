@@ -1,5 +1,5 @@
 /* starlingctl: administration of a Starling server from the command line:
- * accounts, a configuration check, self-signed certificates.
+ * accounts, rosters, a configuration check, self-signed certificates.
  *
  * Every failure is one line on stderr, "starlingctl: what: why", and a
  * non-zero exit status (1; 2 for a command line that makes no sense), so
@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base/xalloc.h"
 #include "config/config.h"
 #include "jid/jid.h"
 #include "net/tls.h"
@@ -33,7 +34,7 @@
 static const char usage_text[] =
     "Usage: starlingctl [--config FILE] COMMAND [ARGS]\n"
     "\n"
-    "Administers a Starling XMPP server: accounts, configuration, "
+    "Administers a Starling XMPP server: accounts, rosters, configuration,\n"
     "certificates.\n"
     "\n"
     "Commands:\n"
@@ -42,6 +43,24 @@ static const char usage_text[] =
     "  passwd JID        give an account a new password\n"
     "  deluser JID       delete an account\n"
     "  users [DOMAIN]    list the accounts (of one domain), one JID a line\n"
+    "  roster JID        list the account's roster: a line 'version N', one\n"
+    "                    line per item ('item CONTACT subscription=S "
+    "ask=yes|no\n"
+    "                    approved=yes|no name=\"NAME\"|- groups=\"G\",...|-',\n"
+    "                    texts quoted with \\ escapes), then 'pending "
+    "CONTACT'\n"
+    "                    for each subscription request not yet answered\n"
+    "  roster JID add CONTACT [--name NAME] [--group GROUP]... [--both]\n"
+    "                    add CONTACT to the roster, or update its item: NAME\n"
+    "                    and the GROUPs replace the item's; a new item has\n"
+    "                    subscription none, an existing one keeps its own.\n"
+    "                    --both makes it 'both' and, when CONTACT is an\n"
+    "                    account of this server, JID's item in CONTACT's\n"
+    "                    roster too\n"
+    "  roster JID remove CONTACT\n"
+    "                    remove CONTACT from the roster; when CONTACT is an\n"
+    "                    account here, JID's item in its roster loses its\n"
+    "                    subscription (as after an unsubscribe both ways)\n"
     "  check             check the configuration: syntax, ranges, certificate\n"
     "                    and key, hosts covered, listeners, storage\n"
     "  cert HOST [--days N] [--out DIR] [--force]\n"
@@ -61,6 +80,10 @@ static const char usage_text[] =
     "Passwords are read from standard input when it is not a terminal (its\n"
     "first line, without the line end), otherwise asked for twice without\n"
     "echo. They are never accepted on the command line.\n"
+    "\n"
+    "Each roster change gives the roster its next version. starlingd keeps\n"
+    "the rosters of online users in memory: a change made while it runs\n"
+    "reaches a user who is online at their next login.\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
@@ -557,6 +580,509 @@ static int cmd_users(ctl_t *ctl, const char *domain_arg)
     return rc;
 }
 
+/* ------------------------------------------------------------ rosters */
+
+/* A roster change from the command line: roster JID add/remove. */
+typedef struct roster_opts {
+    const char *name;    /* --name, or NULL */
+    const char **groups; /* --group, in order */
+    size_t group_count;
+    bool both; /* --both */
+} roster_opts_t;
+
+/* One item of a roster copy: `item` is the view, its strings the fields
+ * after it. */
+typedef struct roster_entry {
+    store_roster_item_t item;
+    char *contact, *name;
+    char **groups;
+} roster_entry_t;
+
+/* A copy of one roster, made in the store's callback (whose values live
+ * only during the callback). */
+typedef struct roster_copy {
+    wait_t w;
+    int64_t version;
+    roster_entry_t *items;
+    size_t count;
+    char **pending; /* contacts */
+    size_t pending_count;
+} roster_copy_t;
+
+static char **copy_strings(const char *const *v, size_t n)
+{
+    char **out = xcalloc(n + 1, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = xstrdup(v[i]);
+    return out;
+}
+
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void roster_copy_free(roster_copy_t *rc)
+{
+    for (size_t i = 0; i < rc->count; i++) {
+        roster_entry_t *e = &rc->items[i];
+        free(e->contact);
+        free(e->name);
+        free_strings(e->groups, e->item.group_count);
+    }
+    free(rc->items);
+    free_strings(rc->pending, rc->pending_count);
+    memset(rc, 0, sizeof(*rc));
+}
+
+static void on_roster(void *ud, int err, const store_roster_t *r)
+{
+    roster_copy_t *rc = ud;
+
+    if (r != NULL) {
+        rc->version = r->version;
+        rc->count = r->count;
+        rc->items = xcalloc(r->count + 1, sizeof(*rc->items));
+        for (size_t i = 0; i < r->count; i++) {
+            const store_roster_item_t *in = &r->items[i];
+            roster_entry_t *e = &rc->items[i];
+            e->contact = xstrdup(in->contact);
+            e->name = in->name != NULL ? xstrdup(in->name) : NULL;
+            e->groups = copy_strings(in->groups, in->group_count);
+            e->item = *in;
+            e->item.contact = e->contact;
+            e->item.name = e->name;
+            e->item.groups = (const char *const *)e->groups;
+        }
+        rc->pending_count = r->pending_count;
+        rc->pending = xcalloc(r->pending_count + 1, sizeof(*rc->pending));
+        for (size_t i = 0; i < r->pending_count; i++)
+            rc->pending[i] = xstrdup(r->pending[i].contact);
+    }
+    on_done(&rc->w, err);
+}
+
+/* Reads the roster of j into rc: STORE_OK, STORE_ERR_NOT_FOUND, or another
+ * error already reported. */
+static int roster_read(ctl_t *ctl, const jid_t *j, const char *name,
+                       roster_copy_t *rc)
+{
+    memset(rc, 0, sizeof(*rc));
+    store_roster_get(ctl->store, j->domain, j->node, on_roster, rc);
+    if (wait_for(ctl, &rc->w) != 0)
+        return STORE_ERR_IO;
+    if (rc->w.err != STORE_OK && rc->w.err != STORE_ERR_NOT_FOUND)
+        fail("%s: %s", name, store_strerror(rc->w.err));
+    return rc->w.err;
+}
+
+static const store_roster_item_t *roster_find(const roster_copy_t *rc,
+                                              const char *contact)
+{
+    for (size_t i = 0; i < rc->count; i++)
+        if (strcmp(rc->items[i].contact, contact) == 0)
+            return &rc->items[i].item;
+    return NULL;
+}
+
+static bool roster_has_pending(const roster_copy_t *rc, const char *contact)
+{
+    for (size_t i = 0; i < rc->pending_count; i++)
+        if (strcmp(rc->pending[i], contact) == 0)
+            return true;
+    return false;
+}
+
+/* One change of one roster: the item (NULL removes it), the pending
+ * request, the version (0: not a roster change). 0, or 1 after saying
+ * what went wrong. */
+static int roster_write(ctl_t *ctl, const jid_t *j, const char *name,
+                        const char *contact, const store_roster_item_t *it,
+                        store_pending_op_t pending, int64_t version)
+{
+    store_roster_change_t ch = {
+        .contact = contact, .item = it, .pending = pending, .version = version};
+    wait_t w = {false, 0};
+
+    store_roster_update(ctl->store, j->domain, j->node, &ch, on_done, &w);
+    if (wait_for(ctl, &w) != 0)
+        return 1;
+    if (w.err == STORE_ERR_NOT_FOUND)
+        return fail("%s: no such account", name);
+    if (w.err != STORE_OK)
+        return fail("%s: %s", name, store_strerror(w.err));
+    return 0;
+}
+
+static const char *const sub_names[] = {"none", "to", "from", "both"};
+
+/* Writes s in double quotes, with \ " and control characters escaped, so
+ * that every item stays on its line whatever its name or groups hold. */
+static void print_quoted(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (*p == '\t')
+            fputs("\\t", stdout);
+        else if (*p == '\r')
+            fputs("\\r", stdout);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void print_roster(const roster_copy_t *rc)
+{
+    printf("version %lld\n", (long long)rc->version);
+    for (size_t i = 0; i < rc->count; i++) {
+        const store_roster_item_t *it = &rc->items[i].item;
+
+        printf("item %s subscription=%s ask=%s approved=%s name=", it->contact,
+               it->subscription <= STORE_SUB_BOTH ? sub_names[it->subscription]
+                                                  : "?",
+               it->ask ? "yes" : "no", it->approved ? "yes" : "no");
+        if (it->name != NULL)
+            print_quoted(it->name);
+        else
+            putchar('-');
+        fputs(" groups=", stdout);
+        for (size_t g = 0; g < it->group_count; g++) {
+            if (g > 0)
+                putchar(',');
+            print_quoted(it->groups[g]);
+        }
+        if (it->group_count == 0)
+            putchar('-');
+        putchar('\n');
+    }
+    for (size_t i = 0; i < rc->pending_count; i++)
+        printf("pending %s\n", rc->pending[i]);
+}
+
+/* Text that XML can carry (XML 1.0 §2.2 Char) in UTF-8: a name or a group
+ * goes into roster pushes as character data. */
+static bool xml_text_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        unsigned c = *p;
+        size_t n;
+
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+                return false;
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            c &= 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            c &= 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            c &= 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates, beyond Unicode, U+FFFE and U+FFFF. */
+        if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) ||
+            (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff || c == 0xfffe ||
+            c == 0xffff)
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+/* RFC 6121 §2.3.3: a server refuses an empty group, the same group twice,
+ * and text XML cannot carry; so does starlingctl, before touching
+ * anything. */
+static int check_roster_opts(const roster_opts_t *o)
+{
+    if (o->name != NULL && !xml_text_ok(o->name))
+        return fail("--name: not UTF-8 text that XML can carry");
+    for (size_t i = 0; i < o->group_count; i++) {
+        const char *g = o->groups[i];
+
+        if (g[0] == '\0')
+            return fail("--group: a group name cannot be empty");
+        if (!xml_text_ok(g))
+            return fail("--group %s: not UTF-8 text that XML can carry", g);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(o->groups[k], g) == 0)
+                return fail("--group %s: given twice", g);
+    }
+    return 0;
+}
+
+/* Parses a roster contact: any bare JID (query rules: it may be anyone's
+ * address), into j and its string form into name. */
+static int parse_contact(const char *arg, jid_t *j, char name[JID_FORMAT_BUF])
+{
+    int rc = jid_parse(arg, strlen(arg), 0, j);
+
+    if (rc != JID_OK)
+        return fail("%s: not a valid JID (%s)", arg, jid_strerror(rc));
+    if (j->resource != NULL) {
+        jid_clear(j);
+        return fail("%s: a roster item is a bare JID, without /resource", arg);
+    }
+    jid_format(j, true, name, JID_FORMAT_BUF);
+    return 0;
+}
+
+typedef struct list_count {
+    wait_t w;
+    size_t count;
+} list_count_t;
+
+static void on_list_count(void *ud, int err, const char *const *names,
+                          size_t count)
+{
+    list_count_t *lc = ud;
+    (void)names;
+    lc->count = count;
+    on_done(&lc->w, err);
+}
+
+/* Whether accounts of `domain` are kept here: a configured host, or a
+ * domain with accounts in the database. -1 after a store error. */
+static int domain_is_local(ctl_t *ctl, const char *domain)
+{
+    list_count_t lc = {{false, 0}, 0};
+
+    if (serves(&ctl->cfg, domain))
+        return 1;
+    store_account_list(ctl->store, domain, on_list_count, &lc);
+    if (wait_for(ctl, &lc.w) != 0)
+        return -1;
+    if (lc.w.err != STORE_OK) {
+        fail("%s: %s", ctl->cfg.storage_path, store_strerror(lc.w.err));
+        return -1;
+    }
+    return lc.count > 0;
+}
+
+/* roster JID: the items, then the pending requests. */
+static int roster_list(ctl_t *ctl, const jid_t *j, const char *name)
+{
+    roster_copy_t rc;
+    int found = roster_read(ctl, j, name, &rc);
+
+    if (found == STORE_ERR_NOT_FOUND)
+        fail("%s: no such account", name);
+    else if (found == STORE_OK)
+        print_roster(&rc);
+    roster_copy_free(&rc);
+    return found == STORE_OK ? 0 : 1;
+}
+
+/* roster JID add CONTACT: the item gets NAME and GROUPs (replacing what it
+ * had) and keeps its subscription state, none for a new item; --both makes
+ * it "both", and so the contact's item for the user when the contact is an
+ * account here. Everything is checked before the first write. */
+static int roster_add(ctl_t *ctl, const jid_t *j, const char *name,
+                      const jid_t *cj, const char *contact,
+                      const roster_opts_t *o)
+{
+    roster_copy_t mine, theirs;
+    int rc = 1;
+    bool mirror = false;
+
+    memset(&theirs, 0, sizeof(theirs));
+    int found = roster_read(ctl, j, name, &mine);
+    if (found == STORE_ERR_NOT_FOUND)
+        fail("%s: no such account", name);
+    if (found != STORE_OK)
+        goto out;
+    /* Your own JID in your roster is one item: no second side. */
+    if (o->both && cj->node != NULL && strcmp(contact, name) != 0) {
+        found = roster_read(ctl, cj, contact, &theirs);
+        if (found == STORE_OK) {
+            mirror = true;
+        } else if (found == STORE_ERR_NOT_FOUND) {
+            int local = domain_is_local(ctl, cj->domain);
+            if (local < 0)
+                goto out;
+            if (local) {
+                fail("%s: no such account, and %s is a domain of this "
+                     "server: --both needs the contact's account",
+                     contact, cj->domain);
+                goto out;
+            }
+        } else {
+            goto out;
+        }
+    }
+
+    const store_roster_item_t *old = roster_find(&mine, contact);
+    store_roster_item_t it = {
+        .contact = contact,
+        .name = o->name,
+        .groups = o->groups,
+        .group_count = o->group_count,
+        .subscription = old != NULL ? old->subscription : STORE_SUB_NONE,
+        .ask = old != NULL && old->ask,
+        .approved = old != NULL && old->approved,
+    };
+    /* Both ways: nothing left to ask for or to pre-approve, and a request
+     * from the contact is answered. */
+    if (o->both) {
+        it.subscription = STORE_SUB_BOTH;
+        it.ask = it.approved = false;
+    }
+    if (roster_write(ctl, j, name, contact, &it,
+                     o->both ? STORE_PENDING_CLEAR : STORE_PENDING_KEEP,
+                     mine.version + 1) != 0)
+        goto out;
+    printf("%s %s %s the roster of %s: subscription %s (version %lld)\n",
+           old != NULL ? "updated" : "added", contact,
+           old != NULL ? "in" : "to", name, sub_names[it.subscription],
+           (long long)(mine.version + 1));
+    rc = 0;
+    if (mirror) {
+        /* The contact's item keeps its name and groups. */
+        const store_roster_item_t *back = roster_find(&theirs, name);
+        store_roster_item_t mit = {.contact = name,
+                                   .subscription = STORE_SUB_BOTH};
+        if (back != NULL) {
+            mit.name = back->name;
+            mit.groups = back->groups;
+            mit.group_count = back->group_count;
+        }
+        rc = roster_write(ctl, cj, contact, name, &mit, STORE_PENDING_CLEAR,
+                          theirs.version + 1);
+        if (rc == 0)
+            printf("%s %s %s the roster of %s: subscription both "
+                   "(version %lld)\n",
+                   back != NULL ? "updated" : "added", name,
+                   back != NULL ? "in" : "to", contact,
+                   (long long)(theirs.version + 1));
+    } else if (o->both && cj->node != NULL && strcmp(contact, name) != 0) {
+        printf("%s is not an account here: only %s's side was changed\n",
+               contact, name);
+    }
+out:
+    roster_copy_free(&mine);
+    roster_copy_free(&theirs);
+    return rc;
+}
+
+/* roster JID remove CONTACT: the item goes; when the contact is an account
+ * here, its item for the user loses its subscription both ways and its
+ * request from the user is dropped, as store_account_delete() does for
+ * a deleted account (RFC 6121 §2.5.2: the server unsubscribes both ways). */
+static int roster_remove(ctl_t *ctl, const jid_t *j, const char *name,
+                         const jid_t *cj, const char *contact)
+{
+    roster_copy_t mine, theirs;
+    int rc = 1;
+
+    memset(&theirs, 0, sizeof(theirs));
+    int found = roster_read(ctl, j, name, &mine);
+    if (found == STORE_ERR_NOT_FOUND)
+        fail("%s: no such account", name);
+    if (found != STORE_OK)
+        goto out;
+    if (roster_find(&mine, contact) == NULL) {
+        fail("%s: %s is not in the roster", name, contact);
+        goto out;
+    }
+    bool other = cj->node != NULL && strcmp(contact, name) != 0;
+    if (other) {
+        found = roster_read(ctl, cj, contact, &theirs);
+        if (found != STORE_OK && found != STORE_ERR_NOT_FOUND)
+            goto out;
+        other = found == STORE_OK;
+    }
+    if (roster_write(ctl, j, name, contact, NULL, STORE_PENDING_KEEP,
+                     mine.version + 1) != 0)
+        goto out;
+    printf("removed %s from the roster of %s (version %lld)\n", contact, name,
+           (long long)(mine.version + 1));
+    rc = 0;
+    if (!other)
+        goto out;
+    const store_roster_item_t *back = roster_find(&theirs, name);
+    bool changed = back != NULL && (back->subscription != STORE_SUB_NONE ||
+                                    back->ask || back->approved);
+    bool asked = roster_has_pending(&theirs, name);
+    if (!changed && !asked)
+        goto out;
+    store_roster_item_t mit = {.contact = name};
+    if (back != NULL) {
+        mit = *back;
+        mit.subscription = STORE_SUB_NONE;
+        mit.ask = mit.approved = false;
+    }
+    /* A request alone is not a roster change: version 0 then. */
+    int64_t v = changed ? theirs.version + 1 : 0;
+    rc = roster_write(ctl, cj, contact, name, back != NULL ? &mit : NULL,
+                      STORE_PENDING_CLEAR, v);
+    if (rc == 0 && changed)
+        printf("%s lost its subscription in the roster of %s (version "
+               "%lld)\n",
+               name, contact, (long long)v);
+out:
+    roster_copy_free(&mine);
+    roster_copy_free(&theirs);
+    return rc;
+}
+
+/* roster JID [add CONTACT | remove CONTACT]. Any domain for the account,
+ * like deluser: rosters of a host no longer served can be looked at. */
+static int cmd_roster(ctl_t *ctl, const char *account_arg, const char *sub,
+                      const char *contact_arg, const roster_opts_t *o)
+{
+    char name[JID_FORMAT_BUF], contact[JID_FORMAT_BUF];
+    jid_t j, cj;
+    int rc = 1;
+
+    memset(&cj, 0, sizeof(cj));
+    if (parse_account(ctl, account_arg, false, &j, name) != 0)
+        return 1;
+    if (sub != NULL && (parse_contact(contact_arg, &cj, contact) != 0 ||
+                        check_roster_opts(o) != 0)) {
+        jid_clear(&j);
+        jid_clear(&cj);
+        return 1;
+    }
+    if (!db_exists(ctl)) {
+        fail("%s: no such account (no database at %s)", name,
+             ctl->cfg.storage_path);
+    } else if (open_store(ctl) == 0) {
+        if (sub == NULL)
+            rc = roster_list(ctl, &j, name);
+        else if (strcmp(sub, "add") == 0)
+            rc = roster_add(ctl, &j, name, &cj, contact, o);
+        else
+            rc = roster_remove(ctl, &j, name, &cj, contact);
+    }
+    close_store(ctl);
+    jid_clear(&j);
+    jid_clear(&cj);
+    if (fflush(stdout) != 0)
+        rc = fail("cannot write the output: %s", strerror(errno));
+    return rc;
+}
+
 /* ------------------------------------------------------------ check, cert */
 
 static void print_listener(const config_listener_t *l, bool first)
@@ -697,18 +1223,21 @@ static bool parse_days(const char *s, int *out)
     return true;
 }
 
-int main(int argc, char **argv)
+/* The command line, with room for argc groups (one per --group at most). */
+static int run(int argc, char **argv, const char **groups)
 {
     const char *config_path = NULL, *out_dir = ".";
     const char *args[4];
     size_t nargs = 0;
     int days = CERT_DAYS_DEFAULT;
-    bool force = false, cert_opts = false;
+    bool force = false, cert_opts = false, roster_set = false;
+    roster_opts_t ro = {NULL, NULL, 0, false};
     ctl_t ctl;
     const char *cmd;
     int rc;
 
     memset(&ctl, 0, sizeof(ctl));
+    ro.groups = groups;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 
@@ -738,6 +1267,28 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--force") == 0) {
             force = true;
             cert_opts = true;
+        } else if (strcmp(a, "--name") == 0 || strncmp(a, "--name=", 7) == 0) {
+            if (ro.name != NULL)
+                return usage_error("--name given twice");
+            if (a[6] == '=')
+                ro.name = a + 7;
+            else if (++i == argc)
+                return usage_error("--name needs a name");
+            else
+                ro.name = argv[i];
+            roster_set = true;
+        } else if (strcmp(a, "--group") == 0 ||
+                   strncmp(a, "--group=", 8) == 0) {
+            if (a[7] == '=')
+                groups[ro.group_count++] = a + 8;
+            else if (++i == argc)
+                return usage_error("--group needs a group name");
+            else
+                groups[ro.group_count++] = argv[i];
+            roster_set = true;
+        } else if (strcmp(a, "--both") == 0) {
+            ro.both = true;
+            roster_set = true;
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option '%s'", a);
         } else if (nargs < sizeof(args) / sizeof(args[0])) {
@@ -751,6 +1302,9 @@ int main(int argc, char **argv)
     cmd = args[0];
     if (cert_opts && strcmp(cmd, "cert") != 0)
         return usage_error("--days, --out and --force go with cert only");
+    if (roster_set && strcmp(cmd, "roster") != 0)
+        return usage_error(
+            "--name, --group and --both go with roster JID add only");
 
     if (strcmp(cmd, "cert") == 0) {
         if (nargs != 2)
@@ -772,6 +1326,16 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "users") == 0) {
         if (nargs > 2)
             return usage_error("usage: starlingctl users [DOMAIN]");
+    } else if (strcmp(cmd, "roster") == 0) {
+        bool change = nargs == 4 && (strcmp(args[2], "add") == 0 ||
+                                     strcmp(args[2], "remove") == 0);
+        if (nargs != 2 && !change)
+            return usage_error(
+                "usage: starlingctl roster JID [add CONTACT [--name NAME] "
+                "[--group GROUP]... [--both] | remove CONTACT]");
+        if (roster_set && (nargs != 4 || strcmp(args[2], "add") != 0))
+            return usage_error(
+                "--name, --group and --both go with roster JID add only");
     } else if (strcmp(cmd, "check") == 0) {
         if (nargs != 1)
             return usage_error("usage: starlingctl check");
@@ -791,8 +1355,20 @@ int main(int argc, char **argv)
         rc = cmd_deluser(&ctl, args[1]);
     else if (strcmp(cmd, "users") == 0)
         rc = cmd_users(&ctl, nargs == 2 ? args[1] : NULL);
+    else if (strcmp(cmd, "roster") == 0)
+        rc = cmd_roster(&ctl, args[1], nargs == 4 ? args[2] : NULL,
+                        nargs == 4 ? args[3] : NULL, &ro);
     else
         rc = cmd_check(&ctl);
     config_free(&ctl.cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char **groups = xcalloc((size_t)argc, sizeof(*groups));
+    int rc = run(argc, argv, groups);
+
+    free(groups);
     return rc;
 }

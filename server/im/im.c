@@ -1,13 +1,15 @@
 /* im: the instant-messaging rules of RFC 6121 that decide where a message
  * or presence goes once the router has found its addressee: messages to a
- * bare JID (§8.5.2), stanzas to a full JID with no session (§8.5.3.2), and
- * the session's own presence (§4.2, §4.5), which sets the availability and
- * priority those rules use.
+ * bare JID (§8.5.2), stanzas to a full JID with no session (§8.5.3.2).
+ * The availability and priority these rules use are set by the roster
+ * module's presence handling (presence.c); a message for an account with
+ * no available resource is offered to offline storage
+ * (MODULE_EV_MESSAGE_OFFLINE, offline.c).
  *
  * A core module (always on): its hooks run at priority 0, so that a module
  * that wants to see a stanza before delivery (carbons, archiving, privacy
- * lists) hooks the same event at a higher priority. Rosters, subscriptions,
- * presence broadcast and offline storage will live here. */
+ * lists, the roster module's subscription handling at 10) hooks the same
+ * event at a higher priority. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +21,13 @@ static bool is_type(const char *type, const char *want)
     return type != NULL && strcmp(type, want) == 0;
 }
 
-/* Message to a local bare JID (RFC 6121 §8.5.2); `first` is the account's
- * first bound session, or NULL. */
-static void message_to_bare(router_t *router, route_target_t *from,
-                            const xml_node_t *el, route_target_t *first)
+/* Message to the local bare JID `to` (RFC 6121 §8.5.2). */
+static void message_to_bare(module_call_t *c, const jid_t *to)
 {
+    router_t *router = c->router;
+    route_target_t *from = c->from;
+    const xml_node_t *el = c->tree->root;
+    route_target_t *first = router_resources(router, to);
     const char *type = xml_element_attr(el, NULL, "type");
     if (type == NULL)
         type = "normal";
@@ -40,15 +44,23 @@ static void message_to_bare(router_t *router, route_target_t *from,
             best = t->priority;
     if (best < 0) {
         /* §8.5.2.2: no available resource with a non-negative priority.
-         * Offline storage arrives with the roster issue; until then the
-         * sender learns the message was not delivered. Headlines are
-         * dropped (§8.5.2.2.3). */
-        if (strcmp(type, "headline") != 0)
+         * Headlines are dropped (§8.5.2.2.3); normal and chat go to
+         * offline storage when a module keeps them (XEP-0160), or the
+         * sender learns they were not delivered. */
+        if (strcmp(type, "headline") == 0)
+            return;
+        module_call_t off = *c;
+        off.to = to;
+        off.addressee = MODULE_TO_BARE;
+        off.event = MODULE_EV_MESSAGE_OFFLINE;
+        if (module_dispatch(c->modules, MODULE_EV_MESSAGE_OFFLINE, &off) !=
+            MODULE_HANDLED)
             router_reply_error(from, el, "cancel", "service-unavailable");
         return;
     }
     /* §8.5.2.1.1: normal and chat go to the resources of the highest
-     * non-negative priority; headline to every non-negative one. */
+     * non-negative priority (all of them when several share it);
+     * headline to every non-negative one. */
     bool all = strcmp(type, "headline") == 0;
     route_stanza_t st = ROUTE_STANZA(el, router);
     size_t n = 0;
@@ -66,15 +78,17 @@ static void message_to_bare(router_t *router, route_target_t *from,
  * sender's bare JID. */
 static module_result_t message_account(module_call_t *c)
 {
-    message_to_bare(c->router, c->from, c->tree->root,
-                    router_resources(c->router, &c->from->jid));
+    jid_t bare;
+    if (jid_bare(&bare, &c->from->jid) != JID_OK)
+        return MODULE_PASS;
+    message_to_bare(c, &bare);
+    jid_clear(&bare);
     return MODULE_HANDLED;
 }
 
 static module_result_t message_bare(module_call_t *c)
 {
-    message_to_bare(c->router, c->from, c->tree->root,
-                    router_resources(c->router, c->to));
+    message_to_bare(c, c->to);
     return MODULE_HANDLED;
 }
 
@@ -89,51 +103,16 @@ static module_result_t message_full(module_call_t *c)
         router_reply_error(c->from, el, "cancel", "service-unavailable");
         return MODULE_HANDLED;
     }
-    message_to_bare(c->router, c->from, el, router_resources(c->router, c->to));
+    jid_t bare;
+    if (jid_bare(&bare, c->to) != JID_OK)
+        return MODULE_PASS;
+    message_to_bare(c, &bare);
+    jid_clear(&bare);
     return MODULE_HANDLED;
 }
 
-/* Presence with no 'to' from a session (RFC 6121 §4.2, §4.5): the
- * availability and priority that bare-JID routing uses. */
-static module_result_t presence_account(module_call_t *c)
-{
-    route_target_t *from = c->from;
-    const xml_node_t *el = c->tree->root;
-    const char *type = xml_element_attr(el, NULL, "type");
-    module_event_t ev;
-    if (type == NULL) {
-        from->available = true;
-        from->priority = 0;
-        const xml_node_t *p = xml_element_child(el, el->ns, "priority");
-        if (p != NULL) {
-            const char *txt = xml_element_text(c->tree, p);
-            char *end = NULL;
-            long v = txt != NULL ? strtol(txt, &end, 10) : 0;
-            /* RFC 6121 §4.7.2.3: an integer from -128 to +127. */
-            if (txt != NULL && end != txt && *end == '\0' && v >= -128 &&
-                v <= 127)
-                from->priority = (int)v;
-        }
-        ev = MODULE_EV_SESSION_AVAILABLE;
-    } else if (strcmp(type, "unavailable") == 0) {
-        from->available = false;
-        ev = MODULE_EV_SESSION_UNAVAILABLE;
-    } else {
-        /* Subscription management is the roster issue's. */
-        return MODULE_HANDLED;
-    }
-    module_call_t s = {
-        .router = c->router,
-        .log = c->log,
-        .from = from,
-        .addressee = MODULE_TO_ACCOUNT,
-    };
-    module_dispatch(c->modules, ev, &s);
-    return MODULE_HANDLED;
-}
-
-/* §8.5.2.1.1 for directed availability: every available resource.
- * Subscription requests and probes are the roster issue's. */
+/* §8.5.2.1.1 for presence to a bare JID that the roster module left
+ * (available and unavailable, directed): every available resource. */
 static module_result_t presence_bare(module_call_t *c)
 {
     const xml_node_t *el = c->tree->root;
@@ -151,8 +130,7 @@ static module_result_t presence_bare(module_call_t *c)
     return MODULE_HANDLED;
 }
 
-/* §8.5.3.2.3: presence to an unknown resource is ignored (subscription
- * states arrive with the roster issue). */
+/* §8.5.3.2.3: presence to an unknown resource is ignored. */
 static module_result_t presence_full(module_call_t *c)
 {
     return router_find(c->router, c->to) != NULL ? MODULE_PASS : MODULE_HANDLED;
@@ -162,7 +140,6 @@ static const module_hook_t im_hooks[] = {
     {MODULE_EV_MESSAGE_ACCOUNT, 0, message_account},
     {MODULE_EV_MESSAGE_BARE, 0, message_bare},
     {MODULE_EV_MESSAGE_FULL, 0, message_full},
-    {MODULE_EV_PRESENCE_ACCOUNT, 0, presence_account},
     {MODULE_EV_PRESENCE_BARE, 0, presence_bare},
     {MODULE_EV_PRESENCE_FULL, 0, presence_full},
     {0, 0, NULL},

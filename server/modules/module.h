@@ -82,11 +82,18 @@ typedef enum module_event {
     MODULE_EV_IQ_FULL,
     /* Session events (no stanza): a resource was bound, sent available or
      * unavailable presence, or ended (unbound). Fired by the router
-     * (bound, ended) and by server/im (available, unavailable). */
+     * (bound, ended) and by server/im's presence (available: the
+     * session's initial presence, not its updates; unavailable). */
     MODULE_EV_SESSION_BOUND,
     MODULE_EV_SESSION_AVAILABLE,
     MODULE_EV_SESSION_UNAVAILABLE,
     MODULE_EV_SESSION_ENDED,
+    /* A message (normal or chat) for a local account with no available
+     * resource of non-negative priority (RFC 6121 §8.5.2.2): c->to is that
+     * bare JID. A hook that takes it (offline storage, XEP-0160) returns
+     * HANDLED; otherwise the sender gets service-unavailable. Fired by
+     * server/im. */
+    MODULE_EV_MESSAGE_OFFLINE,
     MODULE_EV_COUNT,
 } module_event_t;
 

@@ -7,6 +7,8 @@
 
 static const module_desc_t *const all[] = {
     &module_im,      /* RFC 6121 routing rules (core, always on) */
+    &module_roster,  /* RFC 6121 rosters, subscriptions, presence (core) */
+    &module_offline, /* XEP-0160 offline messages */
     &module_disco,   /* XEP-0030 */
     &module_ping,    /* XEP-0199 */
     &module_version, /* XEP-0092 */

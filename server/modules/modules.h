@@ -10,6 +10,8 @@
 
 /* The descriptors, one per module file. */
 extern const module_desc_t module_im;
+extern const module_desc_t module_roster;
+extern const module_desc_t module_offline;
 extern const module_desc_t module_ping;
 extern const module_desc_t module_disco;
 extern const module_desc_t module_version;

@@ -29,6 +29,7 @@
 
 #include "base/buf.h"
 #include "base/rand.h"
+#include "base/hash.h"
 #include "base/xalloc.h"
 #include "modules/module.h"
 #include "stream/stanza.h"
@@ -61,18 +62,6 @@ struct router {
 };
 
 /* ------------------------------------------------------------ registry */
-
-static uint64_t hash_str(const char *s)
-{
-    /* FNV-1a: keys are prepared JIDs from our own clients, so flooding
-     * the table needs many accounts, which the operator creates. */
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 /* ------------------------------------------------------------ stanzas */
 
@@ -468,6 +457,12 @@ route_target_t *router_resources(router_t *r, const jid_t *user)
     return a != NULL ? a->resources : NULL;
 }
 
+route_target_t *router_resources_bare(router_t *r, const char *bare)
+{
+    struct router_account *a = account_find(r, bare);
+    return a != NULL ? a->resources : NULL;
+}
+
 /* ------------------------------------------------------------- replies */
 
 /* The error reply to `stanza`, from `from_attr` (NULL: the original 'to',
@@ -665,6 +660,14 @@ void router_requeue(router_t *r, xml_tree_t *tree)
         el->name, xml_element_attr(el, NULL, "to"));
     r->requeueing++;
     router_route(r, &r->self, tree);
+    r->requeueing--;
+}
+
+void router_requeue_error(router_t *r, const xml_node_t *stanza,
+                          const char *type, const char *condition)
+{
+    r->requeueing++;
+    router_reply_error(&r->self, stanza, type, condition);
     r->requeueing--;
 }
 

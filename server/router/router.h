@@ -153,6 +153,12 @@ bool router_deliver(route_target_t *t, route_stanza_t *st);
  * sender — never for an error, a presence or an IQ result, which are
  * dropped as the RFC drops them for an absent resource. */
 void router_requeue(router_t *r, xml_tree_t *stanza);
+/* The error answer to a stanza that router_requeue() routed, given later
+ * (a module finished with it after waiting: offline storage full): sent as
+ * part of the requeued backlog, so that it does not count against the
+ * receiver's output limit either. */
+void router_requeue_error(router_t *r, const xml_node_t *stanza,
+                          const char *type, const char *condition);
 /* The same for a stanza as it was queued: its bytes, as serialized inside a
  * jabber:client stream. */
 void router_requeue_bytes(router_t *r, const char *data, size_t len);
@@ -180,6 +186,9 @@ route_target_t *router_find(router_t *r, const jid_t *full);
 /* The first bound session of the account of `user` (its resource, if any,
  * is ignored), or NULL; the others follow through t->next_resource. */
 route_target_t *router_resources(router_t *r, const jid_t *user);
+
+/* The same by the account's bare JID, "node@domain" as prepared. */
+route_target_t *router_resources_bare(router_t *r, const char *bare);
 
 /* Sends an error reply to `stanza` back to `to` (RFC 6120 §8.3): type
  * 'error', to/from swapped, the original children included, never in

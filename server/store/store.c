@@ -22,12 +22,21 @@
 #include "store/store_internal.h"
 
 /* Every table group, in the order their schema steps were released. A new
- * group (store_roster.c, store_offline.c) adds one line here. */
+ * group (archives next) adds one line here. */
 static const store_group_t *const store_groups[] = {
-    &store_accounts_group,
+    &store_accounts_group, /* 1 */
+    &store_roster_group,   /* 2 */
+    &store_offline_group,  /* 3 */
 };
 
+const store_group_t *const *store_group_list(size_t *count)
+{
+    *count = sizeof(store_groups) / sizeof(store_groups[0]);
+    return store_groups;
+}
+
 const store_stmt_t store_stmt_begin = {"begin", "BEGIN"};
+const store_stmt_t store_stmt_begin_write = {"begin_write", "BEGIN IMMEDIATE"};
 const store_stmt_t store_stmt_commit = {"commit", "COMMIT"};
 const store_stmt_t store_stmt_rollback = {"rollback", "ROLLBACK"};
 
@@ -111,6 +120,8 @@ const char *store_strerror(int err)
         return "database schema is newer than this program";
     case STORE_ERR_INVALID:
         return "invalid argument";
+    case STORE_ERR_FULL:
+        return "limit reached";
     default:
         return "unknown store error";
     }
@@ -190,6 +201,38 @@ void store_exec(store_conn_t *c, store_req_t *r, const store_stmt_t *st,
                 store_exec_cb done)
 {
     c->backend->exec(c, r, st, params, n, row, done);
+}
+
+static void store_txn_rolled_back(store_req_t *r, store_conn_t *c, int err,
+                                  uint64_t changes)
+{
+    (void)err; /* logged already; the answer is the error that led here */
+    (void)changes;
+    store_req_finish(c, r, r->txn_err);
+}
+
+void store_txn_rollback(store_conn_t *c, store_req_t *r, int err)
+{
+    r->txn_err = err;
+    store_exec(c, r, &store_stmt_rollback, NULL, 0, NULL,
+               store_txn_rolled_back);
+}
+
+static void store_txn_committed(store_req_t *r, store_conn_t *c, int err,
+                                uint64_t changes)
+{
+    (void)changes;
+    /* A failed COMMIT (a lock not obtained in time) leaves the transaction
+     * open: it must not swallow the next request's BEGIN. */
+    if (err != STORE_OK)
+        store_txn_rollback(c, r, err);
+    else
+        store_req_finish(c, r, STORE_OK);
+}
+
+void store_txn_commit(store_conn_t *c, store_req_t *r)
+{
+    store_exec(c, r, &store_stmt_commit, NULL, 0, NULL, store_txn_committed);
 }
 
 static void *store_thread_main(void *arg)

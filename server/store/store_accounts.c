@@ -34,6 +34,8 @@ const store_group_t store_accounts_group = {
     "accounts",
     store_accounts_migrations,
     sizeof(store_accounts_migrations) / sizeof(store_accounts_migrations[0]),
+    NULL, /* its rows are the accounts themselves */
+    0,
 };
 
 /* Parameters ?1 and ?2 are always domain and node. */
@@ -84,6 +86,10 @@ typedef struct account_req {
     bool found;              /* get */
     char **names;            /* list: `count` strings */
     size_t count, cap;
+    /* delete: "node@domain", and the next statement of the groups'
+     * account_deleted lists to run */
+    char *jid;
+    size_t next_group, next_stmt;
 } account_req_t;
 
 static account_req_t *account_req_new(const store_op_t *op, const char *domain,
@@ -103,6 +109,7 @@ static void account_req_free(account_req_t *r)
     for (size_t i = 0; i < r->count; i++)
         free(r->names[i]);
     free(r->names);
+    free(r->jid);
     /* Credentials are secrets of a kind: do not leave them in the heap. */
     explicit_bzero(&r->account, sizeof(r->account));
     free(r);
@@ -310,14 +317,75 @@ void store_account_update(store_t *s, const store_account_t *a,
     account_write(s, &account_update_op, a, cb, ud);
 }
 
-/* --- delete --- */
+/* --- delete ---
+ *
+ * One transaction: the account's row goes (and with it, through the
+ * foreign keys of the other groups' tables, everything the account owned),
+ * then every group's account_deleted statements change what other accounts
+ * keep about it (their roster items). The account row goes first so that
+ * deleting an account that does not exist changes nobody's roster. */
+
+static void account_delete_next(store_req_t *base, store_conn_t *c, int err,
+                                uint64_t changes)
+{
+    account_req_t *r = (account_req_t *)base;
+    size_t ngroups;
+    const store_group_t *const *groups = store_group_list(&ngroups);
+    (void)changes;
+
+    if (err != STORE_OK) {
+        store_txn_rollback(c, base, err);
+        return;
+    }
+    while (r->next_group < ngroups &&
+           r->next_stmt >= groups[r->next_group]->account_deleted_count) {
+        r->next_group++;
+        r->next_stmt = 0;
+    }
+    if (r->next_group == ngroups) {
+        store_txn_commit(c, base);
+        return;
+    }
+    const store_stmt_t *st =
+        groups[r->next_group]->account_deleted[r->next_stmt++];
+    store_value_t p[] = {STORE_V_TEXT(r->jid)};
+    store_exec(c, base, st, p, 1, NULL, account_delete_next);
+}
+
+static void account_delete_row_done(store_req_t *base, store_conn_t *c, int err,
+                                    uint64_t changes)
+{
+    if (err == STORE_OK && changes == 0)
+        store_txn_rollback(c, base, STORE_ERR_NOT_FOUND);
+    else
+        account_delete_next(base, c, err, changes);
+}
+
+static void account_delete_begun(store_req_t *base, store_conn_t *c, int err,
+                                 uint64_t changes)
+{
+    account_req_t *r = (account_req_t *)base;
+    (void)changes;
+    if (err != STORE_OK) {
+        store_req_finish(c, base, err);
+        return;
+    }
+    store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node)};
+    store_exec(c, base, &stmt_account_delete, p, 2, NULL,
+               account_delete_row_done);
+}
 
 static void account_delete_run(store_req_t *base, store_conn_t *c)
 {
     account_req_t *r = (account_req_t *)base;
-    store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node)};
-    store_exec(c, base, &stmt_account_delete, p, 2, NULL,
-               account_update_or_delete_done);
+    size_t nlen = strlen(r->node), dlen = strlen(r->domain);
+
+    r->jid = xmalloc(nlen + 1 + dlen + 1);
+    memcpy(r->jid, r->node, nlen);
+    r->jid[nlen] = '@';
+    memcpy(r->jid + nlen + 1, r->domain, dlen + 1);
+    store_exec(c, base, &store_stmt_begin_write, NULL, 0, NULL,
+               account_delete_begun);
 }
 
 static const store_op_t account_delete_op = {

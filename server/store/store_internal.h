@@ -1,7 +1,7 @@
 /* store internals, shared by the front (store.c: queues, the storage
- * thread, completions on the loop), the table groups (store_accounts.c, and
- * next store_roster.c, store_offline.c: one file per group of tables, with
- * its schema steps, statements and requests) and the backend
+ * thread, completions on the loop), the table groups (store_accounts.c,
+ * store_roster.c, store_offline.c: one file per group of tables, with its
+ * schema steps, statements and requests) and the backend
  * (store_sqlite.c). Nothing outside server/store/ includes this, except the
  * store's unit test.
  *
@@ -53,6 +53,9 @@ struct store_req {
      * the queues, so that callbacks keep request order. */
     int err;
     bool finished; /* store_req_finish() was called */
+    /* store_txn_rollback(): the answer to finish with once the ROLLBACK
+     * is over (the first error wins over the rollback's own). */
+    int txn_err;
     void *ud;
 };
 
@@ -110,6 +113,13 @@ typedef struct store_stmt {
  * backend can pipeline them: BEGIN, the work, COMMIT (or ROLLBACK). */
 extern const store_stmt_t store_stmt_begin, store_stmt_commit,
     store_stmt_rollback;
+/* BEGIN for a transaction that reads and then writes (an existence check,
+ * then the change): it takes the write lock at once. With a plain BEGIN,
+ * SQLite in WAL mode answers the first write with SQLITE_BUSY_SNAPSHOT,
+ * without waiting, whenever another process (starlingctl beside a running
+ * server) committed after the transaction's first read. A PostgreSQL
+ * backend sends a plain BEGIN under this name. */
+extern const store_stmt_t store_stmt_begin_write;
 
 /* One result row: `n` columns, in the order the SELECT names them. */
 typedef void (*store_row_cb)(store_req_t *r, const store_value_t *cols,
@@ -127,6 +137,13 @@ typedef void (*store_exec_cb)(store_req_t *r, store_conn_t *c, int err,
 void store_exec(store_conn_t *c, store_req_t *r, const store_stmt_t *st,
                 const store_value_t *params, size_t n, store_row_cb row,
                 store_exec_cb done);
+
+/* Ends r's transaction with COMMIT and finishes r with STORE_OK; when the
+ * COMMIT fails, rolls back and finishes r with the commit's error. */
+void store_txn_commit(store_conn_t *c, store_req_t *r);
+/* Ends r's transaction with ROLLBACK and finishes r with err (which may be
+ * an answer such as STORE_ERR_NOT_FOUND, not only a failure). */
+void store_txn_rollback(store_conn_t *c, store_req_t *r, int err);
 
 /* Logs through the store's logger, with a "store: " prefix; any thread. */
 void store_conn_log(store_conn_t *c, log_level_t level, const char *fmt, ...)
@@ -147,10 +164,22 @@ typedef struct store_group {
     const char *name;
     const store_migration_t *migrations;
     size_t migration_count;
+    /* What deleting an account does to this group's tables beyond the
+     * account's own rows (those go with it through their foreign keys,
+     * ON DELETE CASCADE): statements run in order inside the transaction
+     * of store_account_delete(), after the account's row is gone, with one
+     * parameter, ?1, the account's bare JID "node@domain" as contacts are
+     * stored. NULL and 0 for a group that keeps nothing about other
+     * accounts. */
+    const store_stmt_t *const *account_deleted;
+    size_t account_deleted_count;
 } store_group_t;
 
 /* The groups, in store.c's one list. */
-extern const store_group_t store_accounts_group;
+extern const store_group_t store_accounts_group, store_roster_group,
+    store_offline_group;
+/* That list, in the order the groups' schema steps were released. */
+const store_group_t *const *store_group_list(size_t *count);
 
 /* --- the backend --- */
 

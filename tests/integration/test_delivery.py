@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Server  # noqa: E402
+from harness import NS_CLIENT, Server, q  # noqa: E402
 
 BODY = 'x' * 1000
 # A whole message as bob's client would parse it; one cut short by the
@@ -121,8 +121,9 @@ class Delivery(harness.ServerTestCase):
         three times what his output queue and socket buffers hold (the
         issue's probe lost 6,900 of 50,000 here). bob is dropped at the
         output limit with a stream error, and every message alice sent is
-        either received whole by bob or bounced to alice with
-        service-unavailable: none missing, none both, none twice."""
+        either received whole by bob, stored offline for his next login
+        (up to the limit), or bounced to alice with service-unavailable:
+        none missing, none in two places, none twice."""
         srv = Server(c2s={'allow_plain_loopback': True},
                      limits={'rate_limit': 0, 'close_timeout': 2.0})
         try:
@@ -138,14 +139,27 @@ class Delivery(harness.ServerTestCase):
             a_reader.stop()
             got = whole_ids(b_reader.text())
             bounced = error_ids(a_reader.text())
+            # What went back to the router waits in offline storage (up to
+            # its limit, 1,000) for bob's next login; the rest bounced.
+            again = self.login(srv, 'bob@localhost', resource='again',
+                               transport='plain')
+            again.send('<presence/>')
+            stored = [e.get('id') for e in again.sync(timeout=60)
+                      if e.tag == q(NS_CLIENT, 'message')]
             self.assertEqual(len(set(bounced)), len(bounced), 'bounced twice')
             self.assertEqual(len(set(got)), len(got), 'arrived twice')
+            self.assertEqual(len(set(stored)), len(stored), 'stored twice')
             both = set(got) & set(bounced)
             self.assertEqual(both, set(), '%d delivered and bounced' % len(both))
-            missing = set('m%d' % i for i in range(n)) - set(got) - set(bounced)
-            self.assertEqual(missing, set(), '%d of %d lost (got %d, bounced %d)'
-                             % (len(missing), n, len(got), len(bounced)))
-            self.assertTrue(got and bounced, (len(got), len(bounced)))
+            self.assertEqual(set(stored) & (set(got) | set(bounced)), set())
+            missing = (set('m%d' % i for i in range(n)) - set(got) -
+                       set(bounced) - set(stored))
+            self.assertEqual(missing, set(),
+                             '%d of %d lost (got %d, bounced %d, stored %d)'
+                             % (len(missing), n, len(got), len(bounced),
+                                len(stored)))
+            self.assertTrue(got and bounced and stored,
+                            (len(got), len(bounced), len(stored)))
             self.assertIn(b'<policy-violation', b_reader.text() + b'<policy-violation')
             srv.wait_log(r'\[%s\] \d+ stanza\(s\) never written: routed '
                          'again' % conn)

@@ -19,7 +19,8 @@ NS_INFO = 'http://jabber.org/protocol/disco#info'
 NS_ITEMS = 'http://jabber.org/protocol/disco#items'
 NS_VERSION = 'jabber:iq:version'
 NS_TIME = 'urn:xmpp:time'
-DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME}
+DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
+                    'msgoffline'}
 
 
 def iq(c, to, payload, type_='get'):
@@ -176,7 +177,7 @@ class SwitchedModules(harness.ServerTestCase):
     def test_switched_off_leaves_disco(self):
         """Modules switched off add no features; the log names those
         on."""
-        self.srv.wait_log(r'modules: im, disco, ping$')
+        self.srv.wait_log(r'modules: im, roster, disco, ping$')
         a = self.login(self.srv)
         res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
         self.assertEqual(features(res), {NS_PING, NS_INFO, NS_ITEMS})

@@ -5,12 +5,14 @@ Usage: test_starlingctl.py PATH/TO/starlingctl   (CTest passes the binary)
 
 Accounts are created, listed, re-keyed and deleted through a real SQLite
 file; a certificate is made and checked; the database is searched for the
-password, which must not be there in any form we wrote.
+password, which must not be there in any form we wrote. Rosters are
+listed, added to (one side or both) and removed from.
 """
 import os
 import pty
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -96,6 +98,163 @@ def run_tty(args, answers, cwd=None, interrupt=False):
         os.close(master)
         os.close(slave)
     return p.returncode, out.decode(), shown.decode(errors="replace"), echo
+
+
+def roster_tests():
+    """starlingctl roster: list, add, add --both, remove, and what the store
+    does on deluser, through a real database in its own directory."""
+    with tempfile.TemporaryDirectory(prefix="starlingctl-roster.") as d:
+        conf = os.path.join(d, "starlingd.conf")
+        with open(conf, "w") as f:
+            f.write('hosts = [ "localhost", "example.net" ];\n'
+                    'storage = { path = "roster.db"; };\n')
+        db = os.path.join(d, "roster.db")
+        c = ["--config", conf]
+
+        r = expect_run(["--help"], 0, out="roster JID add CONTACT")
+        expect("at their next login" in r[1],
+               "--help says when a running server sees roster changes", r)
+
+        expect_run(c + ["roster", "alice@localhost"], 1,
+                   err="starlingctl: alice@localhost: no such account "
+                       "(no database at ")
+        expect(not os.path.exists(db), "roster creates no database")
+        for jid in ("alice@localhost", "bob@example.net", "carol@localhost"):
+            expect_run(c + ["adduser", jid], 0, stdin="pw\n")
+
+        r = expect_run(c + ["roster", "Alice@LOCALHOST"], 0,
+                       what="roster of a new account")
+        expect(r[1] == "version 0\n", "an empty roster at version 0", r)
+
+        expect_run(c + ["roster", "alice@localhost", "add", "Bob@Example.NET",
+                        "--name", "Bob \"the\" builder", "--group",
+                        "Friends", "--group=line\ntwo",
+                        "--group", "Ünï 😀"], 0,
+                   out="added bob@example.net to the roster of "
+                       "alice@localhost: subscription none (version 1)",
+                   what="roster add: a name, groups with a newline and "
+                        "Unicode")
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1] == "version 1\n"
+               "item bob@example.net subscription=none ask=no approved=no "
+               "name=\"Bob \\\"the\\\" builder\" "
+               "groups=\"Friends\",\"line\\ntwo\",\"Ünï 😀\"\n",
+               "one line per item, texts quoted and escaped", r)
+        r = expect_run(c + ["roster", "bob@example.net"], 0)
+        expect(r[1] == "version 0\n",
+               "without --both the contact's roster is untouched", r)
+
+        # --both: this side and the contact's (a local account).
+        r = expect_run(c + ["roster", "alice@localhost", "add",
+                            "bob@example.net", "--both"], 0,
+                       out="updated bob@example.net in the roster of "
+                           "alice@localhost: subscription both (version 2)")
+        expect("added alice@localhost to the roster of bob@example.net: "
+               "subscription both (version 1)" in r[1],
+               "--both adds the mirror item", r)
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1] == "version 2\n"
+               "item bob@example.net subscription=both ask=no approved=no "
+               "name=- groups=-\n",
+               "an update replaces name and groups", r)
+        r = expect_run(c + ["roster", "bob@example.net"], 0)
+        expect(r[1] == "version 1\n"
+               "item alice@localhost subscription=both ask=no approved=no "
+               "name=- groups=-\n", "the mirror item", r)
+        # Updating the name keeps the subscription.
+        expect_run(c + ["roster", "bob@example.net", "add",
+                        "alice@localhost", "--name", "Alice"], 0,
+                   out="subscription both (version 2)")
+
+        # --both with a remote contact changes one side; with an unknown
+        # account of a local domain, nothing.
+        r = expect_run(c + ["roster", "alice@localhost", "add",
+                            "zoe@remote.example", "--both"], 0,
+                       out="zoe@remote.example is not an account here")
+        expect_run(c + ["roster", "alice@localhost", "add",
+                        "nobody@example.net", "--both"], 1,
+                   err="nobody@example.net: no such account, and "
+                       "example.net is a domain of this server")
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1].startswith("version 3\n")
+               and "nobody@example.net" not in r[1]
+               and "item zoe@remote.example subscription=both" in r[1],
+               "a refused --both changed nothing", r)
+
+        # A pending request, written as the server would.
+        con = sqlite3.connect(db)
+        con.execute("INSERT INTO roster_pending VALUES ('localhost', "
+                    "'alice', 'eve@remote.example', ?)",
+                    (b"<presence type='subscribe'/>",))
+        con.commit()
+        con.close()
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1].endswith("\npending eve@remote.example\n"),
+               "pending requests are listed after the items", r)
+
+        # remove: the contact's side loses its subscription.
+        expect_run(c + ["roster", "alice@localhost", "remove",
+                        "bob@example.net"], 0,
+                   out="removed bob@example.net from the roster of "
+                       "alice@localhost (version 4)")
+        r = expect_run(c + ["roster", "bob@example.net"], 0)
+        expect(r[1] == "version 3\n"
+               "item alice@localhost subscription=none ask=no approved=no "
+               "name=\"Alice\" groups=-\n",
+               "remove unsubscribes the contact's item both ways", r)
+        expect_run(c + ["roster", "alice@localhost", "remove",
+                        "bob@example.net"], 1,
+                   err="starlingctl: alice@localhost: bob@example.net is not "
+                       "in the roster")
+
+        # deluser: every other roster loses its subscription to the account.
+        expect_run(c + ["roster", "alice@localhost", "add", "carol@localhost",
+                        "--both", "--group", "Work"], 0)
+        expect_run(c + ["deluser", "carol@localhost"], 0)
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1].startswith("version 6\n")
+               and "item carol@localhost subscription=none ask=no "
+                   "approved=no name=- groups=\"Work\"\n" in r[1],
+               "deluser keeps the item, without subscription, next version",
+               r)
+
+        # Errors.
+        expect_run(c + ["roster", "nobody@localhost"], 1,
+                   err="starlingctl: nobody@localhost: no such account")
+        expect_run(c + ["roster", "nobody@localhost", "add",
+                        "bob@example.net"], 1,
+                   err="nobody@localhost: no such account")
+        expect_run(c + ["roster", "al ice@localhost"], 1,
+                   err="al ice@localhost: not a valid JID")
+        expect_run(c + ["roster", "localhost"], 1, err="needs a user name")
+        expect_run(c + ["roster", "alice@localhost", "add", "b ob@x.example"],
+                   1, err="b ob@x.example: not a valid JID")
+        expect_run(c + ["roster", "alice@localhost", "add",
+                        "bob@example.net/phone"], 1, err="without /resource")
+        expect_run(c + ["roster", "alice@localhost", "add", "bob@example.net",
+                        "--group", ""], 1, err="cannot be empty")
+        expect_run(c + ["roster", "alice@localhost", "add", "bob@example.net",
+                        "--group", "A", "--group", "A"], 1,
+                   err="--group A: given twice")
+        expect_run(c + ["roster", "alice@localhost", "add", "bob@example.net",
+                        "--name", "a\x01b"], 1, err="--name: not UTF-8 text")
+        expect_run(c + ["roster"], 2, err="usage: starlingctl roster JID")
+        expect_run(c + ["roster", "alice@localhost", "add"], 2,
+                   err="usage: starlingctl roster JID")
+        expect_run(c + ["roster", "alice@localhost", "drop", "x@y"], 2,
+                   err="usage: starlingctl roster JID")
+        expect_run(c + ["roster", "alice@localhost", "remove", "x@y",
+                        "--both"], 2,
+                   err="--name, --group and --both go with roster JID add")
+        expect_run(c + ["users", "--both"], 2,
+                   err="--name, --group and --both go with roster JID add")
+        expect_run(c + ["roster", "alice@localhost", "add", "x@y", "--name",
+                        "a", "--name", "b"], 2, err="--name given twice")
+        expect_run(c + ["roster", "alice@localhost", "add", "x@y",
+                        "--group"], 2, err="--group needs a group name")
+        r = expect_run(c + ["roster", "alice@localhost"], 0)
+        expect(r[1].startswith("version 6\n"),
+               "failed commands changed nothing", r)
 
 
 def main():
@@ -277,6 +436,8 @@ def main():
                "built-in defaults keep accounts in ./starling.db", r)
         r = expect_run(["check"], 1, cwd=empty,
                        err="built-in defaults: c2s.require_encryption is on")
+
+    roster_tests()
 
     if FAILURES:
         print("%d failure(s)" % len(FAILURES))

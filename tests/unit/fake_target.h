@@ -18,6 +18,9 @@ typedef struct fake_target {
     bool shared[FAKE_MAX_GOT];     /* route_stanza_t.shared of each */
     size_t ngot;
     char kicked[48]; /* "" until kicked */
+    /* Presence is dropped unless set: the echo of a target's own presence
+     * (RFC 6121 §4.2.2) and broadcasts would shift every count. */
+    bool keep_presence;
 } fake_target_t;
 
 void fake_init(fake_target_t *f, unsigned long conn);

@@ -437,6 +437,9 @@ static void test_iq_account_replies(void **state)
 static void test_session_events(void **state)
 {
     env_t *e = *state;
+    /* Presence (availability) is the roster module's, core in the
+     * server; its own settings are the defaults. */
+    e->descs[e->n++] = &module_roster;
     add(e, &sessions, 'x', MODULE_PASS);
     start(e);
     /* start() bound two sessions. */

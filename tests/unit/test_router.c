@@ -27,10 +27,12 @@ static int setup_with(void **state, router_conflict_t conflict,
     env_t *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return -1;
-    const module_desc_t *im = &module_im;
+    /* The IM rules and the roster module (presence: availability and
+     * priority), without a store. */
+    const module_desc_t *im[] = {&module_im, &module_roster};
     char err[128];
     e->log.level = LOG_ERROR;
-    e->mods = module_registry_new(&im, 1, NULL, NULL, NULL, NULL, &e->log, err,
+    e->mods = module_registry_new(im, 2, NULL, NULL, NULL, NULL, &e->log, err,
                                   sizeof(err));
     if (e->mods == NULL)
         return -1;
@@ -157,6 +159,7 @@ static void test_no_to_presence(void **state)
 {
     env_t *e = *state;
     bind_all(e);
+    e->b1.keep_presence = true;
     assert_false(e->b1.t.available);
     fake_available(e->r, &e->b1, 7);
     assert_true(e->b1.t.available);
@@ -168,8 +171,13 @@ static void test_no_to_presence(void **state)
     assert_int_equal(e->b1.t.priority, -5);
     fake_send(e->r, &e->b1, "<presence type='unavailable'/>");
     assert_false(e->b1.t.available);
-    /* Own presence is not echoed or answered. */
-    assert_int_equal(e->b1.ngot, 0);
+    /* RFC 6121 §4.2.2 / §4.5.2: each presence comes back to its sender
+     * (with no contacts, to nobody else), 'to' its full JID. */
+    assert_int_equal(e->b1.ngot, 4);
+    static const char head[] = "<presence to='bob@localhost/b1'";
+    for (size_t i = 0; i < 4; i++)
+        assert_memory_equal(rcbuf_data(e->b1.bytes[i]), head, sizeof(head) - 1);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 3), "type"), "unavailable");
 }
 
 static void test_no_to_iq(void **state)
@@ -310,18 +318,25 @@ static void test_bare_presence_and_iq(void **state)
     env_t *e = *state;
     bind_all(e);
     fake_available(e->r, &e->b1, -3);
+    e->b1.keep_presence = e->b2.keep_presence = true;
     /* Directed presence: every available resource, whatever its
      * priority. */
     fake_send(e->r, &e->a, "<presence to='bob@localhost'/>");
     assert_int_equal(e->b1.ngot, 1);
     assert_int_equal(e->b2.ngot, 0);
+    /* RFC 6121 §3.1.3: a subscription request reaches the available
+     * resources, from the requester's bare JID (§3.1.2). */
     fake_send(e->r, &e->a, "<presence type='subscribe' to='bob@localhost'/>");
-    assert_int_equal(e->b1.ngot, 1);
+    assert_int_equal(e->b1.ngot, 2);
+    assert_int_equal(e->b2.ngot, 0);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 1), "from"),
+                        "alice@localhost");
+    assert_string_equal(fake_attr(fake_got(&e->b1, 1), "type"), "subscribe");
     /* §8.5.2.1.3: an IQ to a bare JID is the server's, for the account. */
     fake_send(
         e->r, &e->a,
         "<iq type='get' id='b' to='bob@localhost'><q xmlns='urn:none'/></iq>");
-    assert_int_equal(e->b1.ngot, 1);
+    assert_int_equal(e->b1.ngot, 2);
     expect_error(&e->a, 0, "service-unavailable", "bob@localhost");
     /* To one's own bare JID: from the bare JID (RFC 6120 §8.1.2.1). */
     fake_send(e->r, &e->a,
@@ -334,6 +349,7 @@ static void test_full_present(void **state)
 {
     env_t *e = *state;
     bind_all(e);
+    e->b2.keep_presence = true;
     /* §8.5.3.1: delivered whatever the availability and priority. */
     fake_send(e->r, &e->a, "<message type='groupchat' to='bob@localhost/b2'/>");
     fake_send(e->r, &e->a, "<presence to='bob@localhost/b2'/>");

@@ -1,7 +1,7 @@
-/* Unit tests for server/store: the asynchronous account store on its
- * SQLite thread. Every test runs its own loop and database directory and
- * ends with the loop closable (no handle left) and the directory removed;
- * under ASan/LSan that also proves nothing leaked. */
+/* Unit tests for server/store: accounts, rosters and offline messages on
+ * the store's SQLite thread. Every test runs its own loop and database
+ * directory and ends with the loop closable (no handle left) and the directory
+ * removed; under ASan/LSan that also proves nothing leaked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -298,11 +298,13 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     close_store(f);
 
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(sqlite_int(f->path,
                                 "SELECT count(*) FROM sqlite_master WHERE "
-                                "type = 'table' AND name = 'accounts'"),
-                     1);
+                                "type = 'table' AND name IN ('accounts', "
+                                "'roster_items', 'roster_versions', "
+                                "'roster_pending', 'offline_messages')"),
+                     5);
     /* WAL is a property of the file, kept after close. */
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
@@ -664,7 +666,7 @@ static void test_reopen_persists(void **state)
     do_get(f, "example.org", "alice", &r);
     assert_int_equal(r.err, STORE_OK);
     assert_account_equal(&r.account, &a);
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
 }
 
 /* --- opening failures --- */
@@ -733,11 +735,960 @@ static void test_not_a_database(void **state)
     assert_non_null(strstr(err, "not a database"));
 }
 
+/* --- rosters --- */
+
+/* A roster as one string, every text length-prefixed so that any byte
+ * (a newline in a group, an empty name) keeps two rosters apart that
+ * differ: expected and stored rosters are compared through it. */
+static void dump_item(FILE *out, const store_roster_item_t *it)
+{
+    fprintf(out, "%zu:%s ", strlen(it->contact), it->contact);
+    if (it->name != NULL)
+        fprintf(out, "name=%zu:%s ", strlen(it->name), it->name);
+    else
+        fputs("noname ", out);
+    fprintf(out, "groups=%zu[", it->group_count);
+    for (size_t i = 0; i < it->group_count; i++)
+        fprintf(out, "%zu:%s", strlen(it->groups[i]), it->groups[i]);
+    fprintf(out, "] sub=%u ask=%d approved=%d;\n", it->subscription, it->ask,
+            it->approved);
+}
+
+static char *dump_items(const store_roster_item_t *items, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++)
+        dump_item(out, &items[i]);
+    fclose(out);
+    return text;
+}
+
+static char *dump_pending(const store_roster_pending_t *p, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%zu:%s <- %zu:", strlen(p[i].contact), p[i].contact,
+                p[i].len);
+        fwrite(p[i].stanza, 1, p[i].len, out);
+        fputs(";\n", out);
+    }
+    fclose(out);
+    return text;
+}
+
+typedef struct roster_result {
+    result_t base;
+    bool has_roster;
+    int64_t version;
+    size_t count, pending_count;
+    char *items;   /* dump_items() */
+    char *pending; /* dump_pending() */
+} roster_result_t;
+
+static void roster_result_clear(roster_result_t *r)
+{
+    free(r->items);
+    free(r->pending);
+    r->items = r->pending = NULL;
+}
+
+static void on_roster(void *ud, int err, const store_roster_t *ro)
+{
+    roster_result_t *r = ud;
+    result_note(&r->base, err);
+    r->has_roster = ro != NULL;
+    if (ro == NULL)
+        return;
+    r->version = ro->version;
+    r->count = ro->count;
+    r->pending_count = ro->pending_count;
+    r->items = dump_items(ro->items, ro->count);
+    r->pending = dump_pending(ro->pending, ro->pending_count);
+    /* Sorted by contact, byte order. */
+    for (size_t i = 1; i < ro->count; i++)
+        assert_true(strcmp(ro->items[i - 1].contact, ro->items[i].contact) < 0);
+    for (size_t i = 1; i < ro->pending_count; i++)
+        assert_true(strcmp(ro->pending[i - 1].contact, ro->pending[i].contact) <
+                    0);
+}
+
+/* Gets a roster into r (cleared first; the caller clears it last). */
+static void do_roster_get(fixture_t *f, const char *domain, const char *node,
+                          roster_result_t *r)
+{
+    roster_result_clear(r);
+    memset(r, 0, sizeof(*r));
+    result_init(&r->base, f);
+    store_roster_get(f->store, domain, node, on_roster, r);
+    wait_result(f, &r->base);
+    assert_int_equal(r->has_roster, r->base.err == STORE_OK);
+}
+
+static int do_roster_update(fixture_t *f, const char *domain, const char *node,
+                            const store_roster_change_t *ch)
+{
+    result_t r;
+    result_init(&r, f);
+    store_roster_update(f->store, domain, node, ch, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+/* Sets (or with item NULL removes) one item, making `version`. */
+static int do_item(fixture_t *f, const char *domain, const char *node,
+                   const char *contact, const store_roster_item_t *it,
+                   int64_t version)
+{
+    store_roster_change_t ch = {.contact = contact,
+                                .item = it,
+                                .pending = STORE_PENDING_KEEP,
+                                .version = version};
+    return do_roster_update(f, domain, node, &ch);
+}
+
+/* A change of the request of a contact that has no item. The change's
+ * item is NULL, which removes the contact's item if there is one
+ * (store.h): a request of a contact in the roster is changed together with
+ * its item (do_roster_update()). */
+static int do_pending(fixture_t *f, const char *domain, const char *node,
+                      const char *contact, store_pending_op_t op,
+                      const char *stanza, size_t len)
+{
+    store_roster_change_t ch = {.contact = contact,
+                                .pending = op,
+                                .pending_stanza = stanza,
+                                .pending_len = len};
+    return do_roster_update(f, domain, node, &ch);
+}
+
+/* Checks that the roster of node@domain is exactly items and pending. */
+static void assert_roster(fixture_t *f, const char *domain, const char *node,
+                          int64_t version, const store_roster_item_t *items,
+                          size_t n, const store_roster_pending_t *pending,
+                          size_t np)
+{
+    roster_result_t r = {0};
+    do_roster_get(f, domain, node, &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.version, version);
+    assert_int_equal(r.count, n);
+    assert_int_equal(r.pending_count, np);
+    char *want = dump_items(items, n);
+    assert_string_equal(r.items, want);
+    free(want);
+    want = dump_pending(pending, np);
+    assert_string_equal(r.pending, want);
+    free(want);
+    roster_result_clear(&r);
+}
+
+static void create_account(fixture_t *f, const char *domain, const char *node)
+{
+    store_account_t a = make_account(domain, node, 1, false);
+    assert_int_equal(do_create(f, &a), STORE_OK);
+}
+
+static const char *const odd_groups[] = {
+    "Friends", "", "Ünïcödé 😀 группа", "line\nbreak", "tab\t\"quoted\" \\",
+    "Friends" /* a duplicate is kept as given, too */};
+
+static void test_roster_round_trip(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    create_account(f, "example.org", "alice");
+
+    /* Never changed: empty, version 0. */
+    do_roster_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.version, 0);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(r.pending_count, 0);
+    roster_result_clear(&r);
+
+    const char *const work[] = {"Work", "Friends"};
+    const char *const empty_name[] = {""};
+    store_roster_item_t items[] = {
+        {.contact = "bob@example.net",
+         .name = "Bob",
+         .groups = work,
+         .group_count = 2,
+         .subscription = STORE_SUB_BOTH},
+        {.contact = "carol@example.org",
+         .subscription = STORE_SUB_TO,
+         .ask = true},
+        {.contact = "dave@example.net",
+         .name = "",
+         .groups = odd_groups,
+         .group_count = sizeof(odd_groups) / sizeof(odd_groups[0]),
+         .subscription = STORE_SUB_FROM,
+         .approved = true},
+        {.contact = "example.com", /* a domain JID: a gateway */
+         .name = "Dåvid\nsecond line",
+         .groups = empty_name,
+         .group_count = 1,
+         .subscription = STORE_SUB_NONE,
+         .ask = true,
+         .approved = true},
+    };
+    /* Out of order: the roster comes back sorted. */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "dave@example.net", &items[2], 1),
+        STORE_OK);
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.net", &items[0], 2),
+        STORE_OK);
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "example.com", &items[3], 3),
+        STORE_OK);
+    /* item->contact may be left NULL: it is the change's contact. */
+    store_roster_item_t carol = items[1];
+    carol.contact = NULL;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "carol@example.org", &carol, 4),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 4, items, 4, NULL, 0);
+
+    /* Replacing an item replaces everything of it: no groups, no name. */
+    items[0].name = NULL;
+    items[0].groups = NULL;
+    items[0].group_count = 0;
+    items[0].subscription = STORE_SUB_TO;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.net", &items[0], 5),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 5, items, 4, NULL, 0);
+
+    /* Removing one; removing one that is not there still sets the
+     * version (the caller decided it was a change). */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "carol@example.org", NULL, 6),
+        STORE_OK);
+    const store_roster_item_t left[] = {items[0], items[2], items[3]};
+    assert_roster(f, "example.org", "alice", 6, left, 3, NULL, 0);
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "nobody@example.org", NULL, 7),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 7, left, 3, NULL, 0);
+
+    /* Version 0 changes the item, not the version. */
+    items[2].ask = true;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "dave@example.net", &items[2], 0),
+        STORE_OK);
+    const store_roster_item_t left2[] = {items[0], items[2], items[3]};
+    assert_roster(f, "example.org", "alice", 7, left2, 3, NULL, 0);
+
+    /* Rosters are per account: the same node in another domain has none. */
+    create_account(f, "example.net", "alice");
+    assert_roster(f, "example.net", "alice", 0, NULL, 0, NULL, 0);
+}
+
+/* Groups [] and [""] are two different lists, and so are [] and no item. */
+static void test_roster_empty_group_lists(void **state)
+{
+    fixture_t *f = *state;
+    const char *const one_empty[] = {""};
+    const char *const two_empty[] = {"", ""};
+    create_account(f, "example.org", "alice");
+
+    store_roster_item_t items[] = {
+        {.contact = "a@example.org", .groups = NULL, .group_count = 0},
+        {.contact = "b@example.org", .groups = one_empty, .group_count = 1},
+        {.contact = "c@example.org", .groups = two_empty, .group_count = 2},
+        {.contact = "d@example.org", .groups = one_empty, .group_count = 0},
+    };
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(do_item(f, "example.org", "alice", items[i].contact,
+                                 &items[i], (int64_t)i + 1),
+                         STORE_OK);
+    items[3].groups = NULL; /* count 0 comes back as no array */
+    assert_roster(f, "example.org", "alice", 4, items, 4, NULL, 0);
+}
+
+static void test_roster_pending(void **state)
+{
+    fixture_t *f = *state;
+    create_account(f, "example.org", "alice");
+    static const char s1[] =
+        "<presence from='eve@example.net' type='subscribe'/>";
+    static const char s2[] = "<presence from='eve@example.net' "
+                             "type='subscribe'><status>hi\0there</status>"
+                             "</presence>";
+
+    /* A request from a contact without an item: "None + Pending In". Not
+     * a roster change: the version stays. */
+    assert_int_equal(do_pending(f, "example.org", "alice", "eve@example.net",
+                                STORE_PENDING_SET, s1, strlen(s1)),
+                     STORE_OK);
+    store_roster_pending_t p1[] = {{"eve@example.net", s1, strlen(s1)}};
+    assert_roster(f, "example.org", "alice", 0, NULL, 0, p1, 1);
+
+    /* Set again replaces it, byte for byte (a NUL inside included). */
+    assert_int_equal(do_pending(f, "example.org", "alice", "eve@example.net",
+                                STORE_PENDING_SET, s2, sizeof(s2) - 1),
+                     STORE_OK);
+    store_roster_pending_t p2[] = {{"eve@example.net", s2, sizeof(s2) - 1}};
+    assert_roster(f, "example.org", "alice", 0, NULL, 0, p2, 1);
+
+    /* An item change with KEEP leaves it; another contact's request sorts
+     * before it. */
+    store_roster_item_t eve = {.contact = "eve@example.net",
+                               .name = "Eve",
+                               .subscription = STORE_SUB_NONE,
+                               .ask = true};
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "eve@example.net", &eve, 1),
+        STORE_OK);
+    assert_int_equal(do_pending(f, "example.org", "alice", "bob@example.net",
+                                STORE_PENDING_SET, s1, strlen(s1)),
+                     STORE_OK);
+    store_roster_pending_t p3[] = {{"bob@example.net", s1, strlen(s1)},
+                                   {"eve@example.net", s2, sizeof(s2) - 1}};
+    assert_roster(f, "example.org", "alice", 1, &eve, 1, p3, 2);
+
+    /* Approving: the item and the request change in one update. */
+    eve.subscription = STORE_SUB_FROM;
+    store_roster_change_t ch = {.contact = "eve@example.net",
+                                .item = &eve,
+                                .pending = STORE_PENDING_CLEAR,
+                                .version = 2};
+    assert_int_equal(do_roster_update(f, "example.org", "alice", &ch),
+                     STORE_OK);
+    assert_roster(f, "example.org", "alice", 2, &eve, 1, p3, 1);
+
+    /* A change of the request alone passes the item as it is, and version
+     * 0. Clearing a request that is not there is no error. */
+    ch = (store_roster_change_t){.contact = "eve@example.net",
+                                 .item = &eve,
+                                 .pending = STORE_PENDING_CLEAR};
+    assert_int_equal(do_roster_update(f, "example.org", "alice", &ch),
+                     STORE_OK);
+    ch.pending = STORE_PENDING_SET;
+    ch.pending_stanza = s1;
+    ch.pending_len = strlen(s1);
+    assert_int_equal(do_roster_update(f, "example.org", "alice", &ch),
+                     STORE_OK);
+    store_roster_pending_t p5[] = {{"bob@example.net", s1, strlen(s1)},
+                                   {"eve@example.net", s1, strlen(s1)}};
+    assert_roster(f, "example.org", "alice", 2, &eve, 1, p5, 2);
+    /* Removing an item with KEEP leaves the contact's request. */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "eve@example.net", NULL, 3),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 3, NULL, 0, p5, 2);
+    /* A change with item NULL removes the item, also when only the
+     * request was meant (store.h: item NULL is "remove the item"). */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "eve@example.net", &eve, 0),
+        STORE_OK);
+    assert_int_equal(do_pending(f, "example.org", "alice", "eve@example.net",
+                                STORE_PENDING_CLEAR, NULL, 0),
+                     STORE_OK);
+    assert_roster(f, "example.org", "alice", 3, NULL, 0, p5, 1);
+    /* SET together with a removal. */
+    ch = (store_roster_change_t){.contact = "bob@example.net",
+                                 .item = NULL,
+                                 .pending = STORE_PENDING_SET,
+                                 .pending_stanza = s2,
+                                 .pending_len = sizeof(s2) - 1,
+                                 .version = 4};
+    assert_int_equal(do_roster_update(f, "example.org", "alice", &ch),
+                     STORE_OK);
+    store_roster_pending_t p4[] = {{"bob@example.net", s2, sizeof(s2) - 1}};
+    assert_roster(f, "example.org", "alice", 4, NULL, 0, p4, 1);
+}
+
+static int count_rows(fixture_t *f, const char *sql)
+{
+    return sqlite_int(f->path, sql);
+}
+
+static void test_roster_not_found(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    store_roster_item_t it = {.contact = "bob@example.org"};
+
+    create_account(f, "example.org", "alice");
+    do_roster_get(f, "example.org", "nobody", &r);
+    assert_int_equal(r.base.err, STORE_ERR_NOT_FOUND);
+    /* Same node, other domain. */
+    do_roster_get(f, "example.net", "alice", &r);
+    assert_int_equal(r.base.err, STORE_ERR_NOT_FOUND);
+
+    assert_int_equal(
+        do_item(f, "example.org", "nobody", "bob@example.org", &it, 1),
+        STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_pending(f, "example.net", "alice", "bob@example.org",
+                                STORE_PENDING_SET, "<x/>", 4),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(
+        do_item(f, "example.org", "nobody", "bob@example.org", NULL, 1),
+        STORE_ERR_NOT_FOUND);
+    /* Nothing was written, and the store goes on working. */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM roster_items"), 0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM roster_pending"), 0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM roster_versions"), 0);
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, 1),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 1, &it, 1, NULL, 0);
+}
+
+static void test_roster_invalid(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    const char *const bad_groups[] = {"ok", NULL};
+    create_account(f, "example.org", "alice");
+
+    do_roster_get(f, NULL, "alice", &r);
+    assert_int_equal(r.base.err, STORE_ERR_INVALID);
+    do_roster_get(f, "example.org", NULL, &r);
+    assert_int_equal(r.base.err, STORE_ERR_INVALID);
+
+    store_roster_item_t it = {.contact = "bob@example.org"};
+    assert_int_equal(do_roster_update(f, "example.org", "alice", NULL),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_item(f, "example.org", "alice", NULL, NULL, 1),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_item(f, NULL, "alice", "bob@example.org", &it, 1),
+                     STORE_ERR_INVALID);
+    /* item->contact is another contact than the change's. */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "carol@example.org", &it, 1),
+        STORE_ERR_INVALID);
+    it.subscription = 4;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, 1),
+        STORE_ERR_INVALID);
+    it.subscription = STORE_SUB_BOTH;
+    it.group_count = 1; /* groups NULL */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, 1),
+        STORE_ERR_INVALID);
+    it.groups = bad_groups;
+    it.group_count = 2;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, 1),
+        STORE_ERR_INVALID);
+    it.group_count = 1;
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, -1),
+        STORE_ERR_INVALID);
+    assert_int_equal(do_pending(f, "example.org", "alice", "bob@example.org",
+                                STORE_PENDING_SET, NULL, 0),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_pending(f, "example.org", "alice", "bob@example.org",
+                                (store_pending_op_t)7, "<x/>", 4),
+                     STORE_ERR_INVALID);
+    /* Nothing of it was stored. */
+    assert_roster(f, "example.org", "alice", 0, NULL, 0, NULL, 0);
+    /* The same item, valid, is. */
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.org", &it, 1),
+        STORE_OK);
+    assert_roster(f, "example.org", "alice", 1, &it, 1, NULL, 0);
+}
+
+/* The caller's strings may change as soon as the call returns. */
+static void test_roster_arguments_copied(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    result_t u;
+    char contact[32] = "bob@example.org", name[16] = "Bob", g0[16] = "A",
+         g1[16] = "B", stanza[32] = "<presence type='subscribe'/>";
+    const char *groups[] = {g0, g1};
+    create_account(f, "example.org", "alice");
+
+    store_roster_item_t it = {.contact = contact,
+                              .name = name,
+                              .groups = groups,
+                              .group_count = 2,
+                              .subscription = STORE_SUB_TO};
+    store_roster_change_t ch = {.contact = contact,
+                                .item = &it,
+                                .pending = STORE_PENDING_SET,
+                                .pending_stanza = stanza,
+                                .pending_len = strlen(stanza),
+                                .version = 9};
+    result_init(&u, f);
+    store_roster_update(f->store, "example.org", "alice", &ch, on_done, &u);
+    memset(contact, 'x', sizeof(contact) - 1);
+    memset(name, 'y', sizeof(name) - 1);
+    memset(g0, 'z', sizeof(g0) - 1);
+    memset(g1, 'w', sizeof(g1) - 1);
+    memset(stanza, 'v', sizeof(stanza) - 1);
+    groups[0] = groups[1] = "changed";
+    memset(&it, 0, sizeof(it));
+    memset(&ch, 0, sizeof(ch));
+    wait_result(f, &u);
+    assert_int_equal(u.err, STORE_OK);
+
+    const char *const want_groups[] = {"A", "B"};
+    store_roster_item_t want = {.contact = "bob@example.org",
+                                .name = "Bob",
+                                .groups = want_groups,
+                                .group_count = 2,
+                                .subscription = STORE_SUB_TO};
+    store_roster_pending_t wp = {"bob@example.org",
+                                 "<presence type='subscribe'/>", 28};
+    assert_roster(f, "example.org", "alice", 9, &want, 1, &wp, 1);
+    roster_result_clear(&r);
+}
+
+/* --- offline messages --- */
+
+enum { OFFLINE_MAX = 32 };
+
+typedef struct offline_result {
+    result_t base;
+    size_t count;
+    int64_t ids[OFFLINE_MAX];
+    char stanzas[OFFLINE_MAX][128];
+    size_t lens[OFFLINE_MAX];
+    uint64_t held;
+    /* put: what another connection saw when the callback ran */
+    const char *path;
+    int committed;
+} offline_result_t;
+
+static void on_offline(void *ud, int err, const store_offline_msg_t *m,
+                       size_t n)
+{
+    offline_result_t *r = ud;
+    result_note(&r->base, err);
+    assert_true(n <= OFFLINE_MAX);
+    assert_true((m == NULL) == (n == 0));
+    r->count = n;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(m[i].len < sizeof(r->stanzas[i]));
+        r->ids[i] = m[i].id;
+        memcpy(r->stanzas[i], m[i].stanza, m[i].len);
+        r->lens[i] = m[i].len;
+        if (i > 0)
+            assert_true(m[i].id > m[i - 1].id);
+    }
+}
+
+static void on_count(void *ud, int err, uint64_t n)
+{
+    offline_result_t *r = ud;
+    result_note(&r->base, err);
+    r->held = n;
+}
+
+/* The put's callback runs after the COMMIT: another connection sees the
+ * message by then. */
+static void on_put(void *ud, int err)
+{
+    offline_result_t *r = ud;
+    result_note(&r->base, err);
+    r->committed = sqlite_int(r->path, "SELECT count(*) FROM offline_messages");
+}
+
+static int do_put(fixture_t *f, const char *domain, const char *node,
+                  const char *stanza, unsigned limit)
+{
+    offline_result_t r;
+    memset(&r, 0, sizeof(r));
+    result_init(&r.base, f);
+    r.path = f->path;
+    int before = sqlite_int(f->path, "SELECT count(*) FROM offline_messages");
+    store_offline_put(f->store, domain, node, stanza,
+                      stanza != NULL ? strlen(stanza) : 0, limit, on_put, &r);
+    wait_result(f, &r.base);
+    assert_int_equal(r.committed, before + (r.base.err == STORE_OK));
+    return r.base.err;
+}
+
+static void do_offline_get(fixture_t *f, const char *domain, const char *node,
+                           offline_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    result_init(&r->base, f);
+    store_offline_get(f->store, domain, node, on_offline, r);
+    wait_result(f, &r->base);
+}
+
+static uint64_t do_offline_count(fixture_t *f, const char *domain,
+                                 const char *node)
+{
+    offline_result_t r;
+    memset(&r, 0, sizeof(r));
+    result_init(&r.base, f);
+    store_offline_count(f->store, domain, node, on_count, &r);
+    wait_result(f, &r.base);
+    assert_int_equal(r.base.err, STORE_OK);
+    return r.held;
+}
+
+static int do_offline_delete(fixture_t *f, const char *domain, const char *node,
+                             int64_t up_to)
+{
+    result_t r;
+    result_init(&r, f);
+    store_offline_delete(f->store, domain, node, up_to, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+static void test_offline_order_and_delete(void **state)
+{
+    fixture_t *f = *state;
+    offline_result_t r;
+    create_account(f, "example.org", "alice");
+    create_account(f, "example.org", "bob");
+
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 0);
+
+    assert_int_equal(
+        do_put(f, "example.org", "alice", "<message>1</message>", 0), STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "bob", "<message>b</message>", 0),
+                     STORE_OK);
+    assert_int_equal(
+        do_put(f, "example.org", "alice", "<message>2</message>", 0), STORE_OK);
+    assert_int_equal(
+        do_put(f, "example.org", "alice", "<message>3</message>", 0), STORE_OK);
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 3);
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "<message>%d</message>", i + 1);
+        assert_int_equal(r.lens[i], strlen(want));
+        assert_memory_equal(r.stanzas[i], want, strlen(want));
+    }
+    /* Getting does not remove. */
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 3);
+    assert_int_equal(do_offline_count(f, "example.org", "bob"), 1);
+
+    /* Delete up to the second: the third stays, bob's too. */
+    int64_t second = r.ids[1], third = r.ids[2];
+    assert_int_equal(do_offline_delete(f, "example.org", "alice", second),
+                     STORE_OK);
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.ids[0], third);
+    assert_int_equal(do_offline_count(f, "example.org", "bob"), 1);
+    /* Up to an id of nobody's, and of an unknown account: no error. */
+    assert_int_equal(do_offline_delete(f, "example.org", "alice", 0), STORE_OK);
+    assert_int_equal(do_offline_delete(f, "example.org", "nobody", 99),
+                     STORE_OK);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 1);
+    assert_int_equal(do_offline_delete(f, "example.org", "alice", INT64_MAX),
+                     STORE_OK);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 0);
+
+    /* Ids keep growing after the newest were deleted: never reused. */
+    assert_int_equal(do_offline_delete(f, "example.org", "bob", INT64_MAX),
+                     STORE_OK);
+    assert_int_equal(
+        do_put(f, "example.org", "alice", "<message>4</message>", 0), STORE_OK);
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.count, 1);
+    assert_true(r.ids[0] > third);
+
+    /* Unknown accounts: get and count are empty; put is refused. */
+    do_offline_get(f, "example.org", "nobody", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(do_offline_count(f, "example.org", "nobody"), 0);
+    assert_int_equal(do_put(f, "example.org", "nobody", "<message/>", 0),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_put(f, "example.net", "alice", "<message/>", 5),
+                     STORE_ERR_NOT_FOUND);
+}
+
+static void test_offline_limit(void **state)
+{
+    fixture_t *f = *state;
+    offline_result_t r;
+    create_account(f, "example.org", "alice");
+    create_account(f, "example.org", "bob");
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(do_put(f, "example.org", "alice", "<message/>", 3),
+                         STORE_OK);
+    /* The fourth with limit 3: FULL, nothing stored. */
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>4</m>", 3),
+                     STORE_ERR_FULL);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 3);
+    /* A lower limit than what is held: still full. */
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>4</m>", 1),
+                     STORE_ERR_FULL);
+    /* The limit is per account. */
+    assert_int_equal(do_put(f, "example.org", "bob", "<m/>", 3), STORE_OK);
+    /* A higher limit, and no limit. */
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>4</m>", 4),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>5</m>", 4),
+                     STORE_ERR_FULL);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>5</m>", 0),
+                     STORE_OK);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 5);
+    /* Room again once delivered ones are deleted. */
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.count, 5);
+    assert_memory_equal(r.stanzas[4], "<m>5</m>", 8);
+    assert_int_equal(do_offline_delete(f, "example.org", "alice", r.ids[1]),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>6</m>", 4),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>7</m>", 4),
+                     STORE_ERR_FULL);
+}
+
+/* A stanza is bytes with a length: a NUL inside is kept, and what follows
+ * `len` is not stored. */
+static void test_offline_bytes(void **state)
+{
+    fixture_t *f = *state;
+    offline_result_t r;
+    result_t u;
+    char stanza[] = "<message>a\0b</message>TRAILING";
+    size_t len = sizeof("<message>a\0b</message>") - 1;
+    create_account(f, "example.org", "alice");
+
+    result_init(&u, f);
+    store_offline_put(f->store, "example.org", "alice", stanza, len, 0, on_done,
+                      &u);
+    memset(stanza, 'x', sizeof(stanza) - 1); /* copied before the return */
+    wait_result(f, &u);
+    assert_int_equal(u.err, STORE_OK);
+    do_offline_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.lens[0], len);
+    assert_memory_equal(r.stanzas[0], "<message>a\0b</message>", len);
+
+    /* Nothing to store, or no owner: INVALID. */
+    assert_int_equal(do_put(f, "example.org", "alice", "", 0),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_put(f, "example.org", "alice", NULL, 0),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_put(f, NULL, "alice", "<m/>", 0), STORE_ERR_INVALID);
+    assert_int_equal(do_offline_delete(f, "example.org", NULL, 1),
+                     STORE_ERR_INVALID);
+    do_offline_get(f, NULL, "alice", &r);
+    assert_int_equal(r.base.err, STORE_ERR_INVALID);
+}
+
+/* --- deleting an account --- */
+
+static void test_account_delete_cascade(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    const char *const g[] = {"Friends"};
+    static const char req[] = "<presence type='subscribe'/>";
+
+    create_account(f, "example.org", "alice");
+    create_account(f, "example.net", "bob");   /* both, other domain */
+    create_account(f, "example.org", "carol"); /* from + pre-approved */
+    create_account(f, "example.net", "dave");  /* a request only */
+    create_account(f, "example.org", "erin");  /* an item already none */
+    create_account(f, "example.com", "frank"); /* nothing about alice */
+
+    /* alice's own roster, requests and messages. */
+    store_roster_item_t alice_items[] = {
+        {.contact = "bob@example.net", .subscription = STORE_SUB_BOTH},
+        {.contact = "carol@example.org", .subscription = STORE_SUB_TO},
+    };
+    assert_int_equal(do_item(f, "example.org", "alice", "bob@example.net",
+                             &alice_items[0], 1),
+                     STORE_OK);
+    assert_int_equal(do_item(f, "example.org", "alice", "carol@example.org",
+                             &alice_items[1], 2),
+                     STORE_OK);
+    assert_int_equal(do_pending(f, "example.org", "alice", "dave@example.net",
+                                STORE_PENDING_SET, req, strlen(req)),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m/>", 0), STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m/>", 0), STORE_OK);
+
+    /* What the others hold about alice. */
+    store_roster_item_t bob_items[] = {
+        {.contact = "alice@example.org",
+         .name = "Alice",
+         .groups = g,
+         .group_count = 1,
+         .subscription = STORE_SUB_BOTH,
+         .ask = false},
+        {.contact = "carol@example.org", .subscription = STORE_SUB_BOTH},
+    };
+    assert_int_equal(
+        do_item(f, "example.net", "bob", "alice@example.org", &bob_items[0], 5),
+        STORE_OK);
+    assert_int_equal(
+        do_item(f, "example.net", "bob", "carol@example.org", &bob_items[1], 6),
+        STORE_OK);
+    store_roster_item_t carol_item = {.contact = "alice@example.org",
+                                      .subscription = STORE_SUB_FROM,
+                                      .ask = true,
+                                      .approved = true};
+    /* Version 0: carol's roster has an item but no version row yet; her
+     * item for alice and alice's request in one change. */
+    store_roster_change_t carol_ch = {.contact = "alice@example.org",
+                                      .item = &carol_item,
+                                      .pending = STORE_PENDING_SET,
+                                      .pending_stanza = req,
+                                      .pending_len = strlen(req)};
+    assert_int_equal(do_roster_update(f, "example.org", "carol", &carol_ch),
+                     STORE_OK);
+    store_roster_pending_t carol_req = {"alice@example.org", req, strlen(req)};
+    assert_roster(f, "example.org", "carol", 0, &carol_item, 1, &carol_req, 1);
+    assert_int_equal(do_pending(f, "example.net", "dave", "alice@example.org",
+                                STORE_PENDING_SET, req, strlen(req)),
+                     STORE_OK);
+    assert_int_equal(do_pending(f, "example.net", "dave", "bob@example.net",
+                                STORE_PENDING_SET, req, strlen(req)),
+                     STORE_OK);
+    assert_int_equal(do_item(f, "example.net", "dave", "bob@example.net",
+                             &alice_items[0], 2),
+                     STORE_OK);
+    store_roster_item_t erin_item = {.contact = "alice@example.org",
+                                     .name = "old friend"};
+    assert_int_equal(
+        do_item(f, "example.org", "erin", "alice@example.org", &erin_item, 3),
+        STORE_OK);
+    /* A same-named account of another domain is another contact. */
+    store_roster_item_t frank_item = {.contact = "alice@example.net",
+                                      .subscription = STORE_SUB_BOTH};
+    assert_int_equal(
+        do_item(f, "example.com", "frank", "alice@example.net", &frank_item, 1),
+        STORE_OK);
+
+    assert_int_equal(do_delete(f, "example.org", "alice"), STORE_OK);
+
+    /* alice is gone, all of her. */
+    do_roster_get(f, "example.org", "alice", &r);
+    assert_int_equal(r.base.err, STORE_ERR_NOT_FOUND);
+    assert_int_equal(
+        count_rows(f, "SELECT count(*) FROM roster_items WHERE node = 'alice'"),
+        0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM roster_versions"
+                                   " WHERE node = 'alice'"),
+                     0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM roster_pending"
+                                   " WHERE node = 'alice'"),
+                     0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM offline_messages"), 0);
+
+    /* bob keeps the item, without subscription, at the next version. */
+    bob_items[0].subscription = STORE_SUB_NONE;
+    assert_roster(f, "example.net", "bob", 7, bob_items, 2, NULL, 0);
+    /* carol: no subscription, ask or approval; the request is dropped; her
+     * roster gets its first version. */
+    carol_item.subscription = STORE_SUB_NONE;
+    carol_item.ask = carol_item.approved = false;
+    assert_roster(f, "example.org", "carol", 1, &carol_item, 1, NULL, 0);
+    /* dave: the request from alice is dropped, bob's stays; dropping a
+     * request is not a roster change. */
+    store_roster_pending_t dave_pending = {"bob@example.net", req, strlen(req)};
+    assert_roster(f, "example.net", "dave", 2, &alice_items[0], 1,
+                  &dave_pending, 1);
+    /* erin: nothing changed, neither does the version. */
+    assert_roster(f, "example.org", "erin", 3, &erin_item, 1, NULL, 0);
+    assert_roster(f, "example.com", "frank", 1, &frank_item, 1, NULL, 0);
+
+    /* Deleting again: NOT_FOUND, and no roster changes. */
+    assert_int_equal(do_delete(f, "example.org", "alice"), STORE_ERR_NOT_FOUND);
+    assert_roster(f, "example.net", "bob", 7, bob_items, 2, NULL, 0);
+    assert_roster(f, "example.org", "carol", 1, &carol_item, 1, NULL, 0);
+
+    /* A new alice starts empty. */
+    create_account(f, "example.org", "alice");
+    assert_roster(f, "example.org", "alice", 0, NULL, 0, NULL, 0);
+    assert_int_equal(do_offline_count(f, "example.org", "alice"), 0);
+}
+
+/* --- persistence --- */
+
+static void test_roster_offline_persist(void **state)
+{
+    fixture_t *f = *state;
+    offline_result_t o;
+    static const char req[] = "<presence type='subscribe'/>";
+    create_account(f, "example.org", "alice");
+
+    store_roster_item_t it = {.contact = "bob@example.net",
+                              .name = "Bøb",
+                              .groups = odd_groups,
+                              .group_count = 3,
+                              .subscription = STORE_SUB_BOTH,
+                              .approved = true};
+    assert_int_equal(
+        do_item(f, "example.org", "alice", "bob@example.net", &it, 42),
+        STORE_OK);
+    assert_int_equal(do_pending(f, "example.org", "alice", "eve@example.net",
+                                STORE_PENDING_SET, req, strlen(req)),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>1</m>", 0),
+                     STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "alice", "<m>2</m>", 0),
+                     STORE_OK);
+    close_store(f);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+
+    open_store(f);
+    store_roster_pending_t p = {"eve@example.net", req, strlen(req)};
+    assert_roster(f, "example.org", "alice", 42, &it, 1, &p, 1);
+    do_offline_get(f, "example.org", "alice", &o);
+    assert_int_equal(o.count, 2);
+    assert_memory_equal(o.stanzas[0], "<m>1</m>", 8);
+    assert_memory_equal(o.stanzas[1], "<m>2</m>", 8);
+}
+
+/* Requests of the new groups made while closing are answered CLOSED,
+ * without results. */
+static void test_roster_offline_after_close(void **state)
+{
+    fixture_t *f = *state;
+    roster_result_t r = {0};
+    offline_result_t o;
+    result_t u;
+    store_t *s = f->store;
+    store_roster_change_t ch = {.contact = "bob@example.org",
+                                .pending = STORE_PENDING_CLEAR};
+
+    create_account(f, "example.org", "alice");
+    bool closed = false;
+    store_close(s, on_closed, &closed);
+    f->store = NULL;
+    result_init(&r.base, f);
+    store_roster_get(s, "example.org", "alice", on_roster, &r);
+    result_init(&u, f);
+    store_roster_update(s, "example.org", "alice", &ch, on_done, &u);
+    memset(&o, 0, sizeof(o));
+    result_init(&o.base, f);
+    store_offline_get(s, "example.org", "alice", on_offline, &o);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_true(closed);
+    assert_int_equal(r.base.err, STORE_ERR_CLOSED);
+    assert_false(r.has_roster);
+    assert_int_equal(u.err, STORE_ERR_CLOSED);
+    assert_int_equal(o.base.err, STORE_ERR_CLOSED);
+    assert_int_equal(o.count, 0);
+}
+
 /* --- an old database --- */
 
-/* The schema exactly as the first release wrote it (before the table
- * groups), with a row written the way that code wrote rows: the new code
- * must read it and keep user_version. */
+/* The schema exactly as the first release wrote it (version 1: accounts
+ * only, before the table groups), with a row written the way that code
+ * wrote rows: the new code must read it, migrate it to the newest version
+ * (rosters 2, offline messages 3), and give the old account an empty
+ * roster and room for messages. */
 static void test_database_from_first_release(void **state)
 {
     fixture_t *f = *state;
@@ -801,11 +1752,25 @@ static void test_database_from_first_release(void **state)
     assert_int_equal(do_create(f, &b), STORE_OK);
     do_list(f, NULL, &r);
     assert_string_equal(r.names, "newb@example.org olda@example.org");
-    close_store(f);
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(
         sqlite_int(f->path, "SELECT created FROM accounts WHERE node = 'olda'"),
         1700000000);
+
+    assert_roster(f, "example.org", "olda", 0, NULL, 0, NULL, 0);
+    store_roster_item_t it = {.contact = "newb@example.org",
+                              .subscription = STORE_SUB_BOTH};
+    assert_int_equal(
+        do_item(f, "example.org", "olda", "newb@example.org", &it, 1),
+        STORE_OK);
+    assert_int_equal(do_put(f, "example.org", "olda", "<m/>", 10), STORE_OK);
+    /* The old account's deletion cascades through the new tables too. */
+    assert_int_equal(do_delete(f, "example.org", "olda"), STORE_OK);
+    assert_int_equal(do_offline_count(f, "example.org", "olda"), 0);
+    assert_int_equal(do_create(f, &old), STORE_OK);
+    assert_roster(f, "example.org", "olda", 0, NULL, 0, NULL, 0);
+    close_store(f);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
 }
 
 /* --- the request path, with a request type of the test's own --- */
@@ -1090,10 +2055,10 @@ static void test_request_path_close_drains(void **state)
 static void test_strerror(void **state)
 {
     (void)state;
-    const int codes[] = {STORE_OK,         STORE_ERR_NOT_FOUND,
-                         STORE_ERR_EXISTS, STORE_ERR_IO,
-                         STORE_ERR_NOMEM,  STORE_ERR_CLOSED,
-                         STORE_ERR_SCHEMA, STORE_ERR_INVALID};
+    const int codes[] = {
+        STORE_OK,         STORE_ERR_NOT_FOUND, STORE_ERR_EXISTS,
+        STORE_ERR_IO,     STORE_ERR_NOMEM,     STORE_ERR_CLOSED,
+        STORE_ERR_SCHEMA, STORE_ERR_INVALID,   STORE_ERR_FULL};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *m = store_strerror(codes[i]);
         assert_non_null(m);
@@ -1128,6 +2093,25 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_database_from_first_release,
                                         setup_no_store, teardown),
+        cmocka_unit_test_setup_teardown(test_roster_round_trip, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_roster_empty_group_lists, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_roster_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roster_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roster_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roster_arguments_copied, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_offline_order_and_delete, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_offline_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offline_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_delete_cascade, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_roster_offline_persist, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_roster_offline_after_close, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_request_path_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_request_path_errors, setup,
