@@ -470,6 +470,28 @@ class Versioning(Base):
             self.assertEqual(order, ['new@example.org', 'gone@example.org', 'keep@example.org'],
                              '§2.6.3: in order of modification')
 
+    def test_subscription_pushes_carry_versions(self):
+        """§2.6.3: pushes caused by subscription traffic carry the new
+        version too, and a get with it is up to date."""
+        u, c = POOL.take(2)
+        s = self.session(u, 'r', roster=False)
+        self.ver_get(s, '')
+        t = self.session(c, 'r', roster=False)
+        self.ver_get(t, '')
+        settle([s, t])
+        s.subscription('subscribe', c)
+        settle([s, t])
+        t.subscription('subscribed', u)
+        got = settle([s, t])
+        pushes = [e for e in got[s] if is_roster_push(e)]
+        self.assertEqual([push_item(p).subscription for p in pushes], ['to'], show_all(got[s]))
+        ver = pushes[0].find(QUERY).get('ver')
+        self.assertTrue(ver, show(pushes[0]))
+        res = self.ver_get(s, ver)
+        q2 = res.find(QUERY)
+        self.assertTrue(q2 is None or q2.get('ver') == ver, show(res))
+        self.assertEqual(s.drain(), [])
+
     def test_version_without_request_no_ver(self):
         """§2.6.2: a get without 'ver' (a client that does not use
         versioning) still gets the complete roster."""
@@ -523,6 +545,26 @@ class Limit(Base):
         self.assertEqual([e.get('type') for e in got[s] if e.tag == PRESENCE
                           and e.get('type') in imtest.SUB_TYPES],
                          ['subscribe'], show_all(got[s]))
+
+    def test_outbound_subscribe_at_the_limit(self):
+        """A subscription request to a contact not yet in a full roster
+        would need a new item: the server refuses it with an error to the
+        user (RFC 6121 §3.1.2: "any other error ... MUST return an
+        appropriate error stanza"), routes nothing and adds nothing."""
+        s = self.session('lim@localhost', 'r2')
+        other = self.session('lc@localhost', 'o2')
+        s.presence()
+        other.presence()
+        settle([s, other])
+        before = s.roster()
+        self.assertEqual(len(before), 3, before)
+        s.subscription('subscribe', 'newcomer@example.org')
+        got = settle([s, other])
+        errs = [e for e in got[s] if e.get('type') == 'error']
+        self.assertGreaterEqual(len(errs), 1, show_all(got[s]))
+        self.assertEqual([e for e in got[other] if e.tag == PRESENCE
+                          and e.get('type') in imtest.SUB_TYPES], [], show_all(got[other]))
+        self.assertEqual(sorted(s.roster()), sorted(before))
 
 
 class Persistence(Base):

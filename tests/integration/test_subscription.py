@@ -537,11 +537,29 @@ class Subscriptions(Base):
         self.assertEqual(not_ack(got[u2], c), [], show_all(got[u2]))
         self.assertEqual([e for e in got[u2] if is_roster_push(e)], [],
                          '§2.2: no push to a resource that did not ask for the roster')
+        # §2.2 note: the pushes of a state change go to the interested
+        # resources, available or not: C's approval pushes 'from' to both
+        # of C's sessions.
+        c1.subscription('subscribed', u)
+        got = settle([u1, u2, quiet, c1])
+        for s in (c1, quiet):
+            pushes = [e for e in got[s] if is_roster_push(e)]
+            self.assertEqual([(push_item(p).jid, item_view(push_item(p))) for p in pushes],
+                             [(u, ('from', None, None))], show_all(got[s]))
+        self.assertEqual([e for e in got[quiet] if e.tag == PRESENCE], [],
+                         'no presence to a resource that is not available:\n  %s'
+                         % show_all(got[quiet]))
+        # A new request while quiet is still not available: then its
+        # initial presence brings it (§3.1.3 step 4).
+        c1.subscription('subscribe', u)
+        settle([u1, u2, quiet, c1])
+        u1.subscription('subscribe', c)
+        settle([u1, u2, quiet, c1])
         quiet.presence(status='now here')
         got = settle([u1, u2, quiet, c1])
         subs = [e for e in got[quiet] if e.get('type') == 'subscribe']
-        self.assertEqual([(e.get('from'), e.get('to')) for e in subs], [(u, c)],
-                         show_all(got[quiet]))
+        self.assertEqual(subs, [], 'U is already subscribed: nothing is pending:\n  %s'
+                         % show_all(got[quiet]))
 
     def test_pending_request_redelivered_at_each_login(self):
         """§3.1.3 step 4, 12-6: C is offline when U subscribes (the request
@@ -583,6 +601,32 @@ class Subscriptions(Base):
         c2 = self.session(c, 'r10')
         self.assertEqual([e for e in c2.drain() if e.tag == PRESENCE
                           and e.get('type') in imtest.SUB_TYPES], [])
+
+    def test_changes_while_contact_offline(self):
+        """A.3.2, A.3.4: an unsubscribe and an unsubscribed that reach a
+        contact with no session change its roster all the same; its next
+        session finds the item at 'none' and gets no stale requests."""
+        u, c = POOL.take(2)
+        u1 = self.session(u, 'u1')
+        c1 = self.session(c, 'c1')
+        settle([u1, c1])
+        for a, b in ((u1, c1), (c1, u1)):
+            a.subscription('subscribe', b.bare)
+            settle([u1, c1])
+            b.subscription('subscribed', a.bare)
+            settle([u1, c1])
+        self.assertEqual(item_view(c1.roster()[u]), ('both', None, None))
+        c1.close()
+        u1.subscription('unsubscribe', c)
+        u1.subscription('unsubscribed', c)
+        settle([u1])
+        self.assertEqual(item_view(u1.roster()[c]), ('none', None, None))
+        c2 = self.session(c, 'c2', presence=False)
+        self.assertEqual(item_view(c2.roster()[u]), ('none', None, None))
+        c2.presence()
+        got = settle([c2, u1])
+        self.assertEqual([e for e in got[c2] if e.tag == PRESENCE
+                          and imtest.bare(e.get('from')) == u], [], show_all(got[c2]))
 
     def test_pending_request_to_every_available_resource(self):
         """§3.1.3 step 3: every available resource of the contact gets the
