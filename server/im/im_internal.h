@@ -84,6 +84,7 @@ struct im_account {
     size_t entries; /* items and pending-only entries */
     size_t items;   /* in_roster ones: what the size limit counts */
     im_job_t *jobs, *jobs_tail;
+    bool running; /* its jobs are running: new ones queue behind */
 };
 
 /* One per bound session (route_target_t.im). */

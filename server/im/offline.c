@@ -1,8 +1,9 @@
 /* offline: XEP-0160 offline messages. A normal or chat message for an
  * account with no available resource (server/im fires
  * MODULE_EV_MESSAGE_OFFLINE) is stored with a XEP-0203 <delay/> saying
- * when the server got it, and delivered at the account's next initial
- * presence, oldest first, then deleted.
+ * when the server got it, and delivered when a session of the account next
+ * sends available presence with a non-negative priority, oldest first,
+ * then deleted.
  *
  * Durability: the sender's session is held (router_hold) until the store
  * has committed the message, so that once the sender sees the answer to
@@ -228,7 +229,8 @@ static void on_get(void *ud, int err, const store_offline_msg_t *msgs,
     free(g);
 }
 
-/* XEP-0160 §4: at the session's initial presence. */
+/* XEP-0160 §4: when the session next sends available presence with a
+ * non-negative priority (initial, or raised from a negative one). */
 static module_result_t offline_available(module_call_t *c)
 {
     offline_state_t *st = c->state;
@@ -274,7 +276,7 @@ static const config_field_t offline_fields[] = {
 
 static const module_hook_t offline_hooks[] = {
     {MODULE_EV_MESSAGE_OFFLINE, 0, offline_message},
-    {MODULE_EV_SESSION_AVAILABLE, 0, offline_available},
+    {MODULE_EV_SESSION_REACHABLE, 0, offline_available},
     {0, 0, NULL},
 };
 

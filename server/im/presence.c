@@ -304,6 +304,7 @@ static void job_available(im_state_t *st, im_account_t *a, im_job_t *j)
         return;
     im_session_t *s = im_session_of(t);
     bool initial = !t->available;
+    bool was_reachable = t->available && t->priority >= 0;
     t->available = true;
     t->priority = parse_priority(j->tree, j->tree->root);
 
@@ -331,6 +332,8 @@ static void job_available(im_state_t *st, im_account_t *a, im_job_t *j)
         }
         session_event(st, t, MODULE_EV_SESSION_AVAILABLE);
     }
+    if (!was_reachable && t->priority >= 0)
+        session_event(st, t, MODULE_EV_SESSION_REACHABLE);
 }
 
 /* Unavailable presence with no 'to' (RFC 6121 §4.5) from a connected

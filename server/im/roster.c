@@ -235,7 +235,7 @@ static void cache_remove(im_state_t *st, im_account_t *a)
 void im_account_idle_except(im_state_t *st, im_account_t *a,
                             const route_target_t *gone)
 {
-    if (a == NULL || a->load == IM_LOADING || a->jobs != NULL)
+    if (a == NULL || a->load == IM_LOADING || a->jobs != NULL || a->running)
         return;
     if (st->router != NULL)
         for (route_target_t *t = router_resources_bare(st->router, a->bare);
@@ -282,6 +282,10 @@ static void job_free(im_state_t *st, im_job_t *j)
 
 static void run_jobs(im_state_t *st, im_account_t *a)
 {
+    /* A job's end may release a held session whose next stanza brings
+     * work for this same account: it queues behind (im_account_with),
+     * and the account is not freed under this loop. */
+    a->running = true;
     while (a->jobs != NULL) {
         im_job_t *j = a->jobs;
         a->jobs = j->next;
@@ -290,6 +294,7 @@ static void run_jobs(im_state_t *st, im_account_t *a)
         j->run(st, a, j);
         job_free(st, j);
     }
+    a->running = false;
     im_account_idle(st, a);
 }
 
@@ -391,10 +396,13 @@ void im_account_with(im_state_t *st, const char *bare, im_job_t *j)
         job_free(st, j);
         return;
     }
-    if (a->load != IM_LOADING && a->jobs == NULL) {
+    if (a->load != IM_LOADING && a->jobs == NULL && !a->running) {
+        a->running = true;
         j->run(st, a, j);
         job_free(st, j);
-        im_account_idle(st, a);
+        /* What the job's end queued (a released session's next stanza
+         * for this account) runs now, in order. */
+        run_jobs(st, a);
         return;
     }
     /* It waits: keep a copy of the stanza, and hold its sender. */
@@ -529,8 +537,11 @@ static xml_tree_t *sub_stanza(const char *from, const char *to,
 }
 
 /* Routes a subscription stanza to its contact's server: the inbound half
- * runs on the contact's account when it is ours. Takes the tree. */
-static void sub_route(im_state_t *st, xml_tree_t *t)
+ * runs on the contact's account when it is ours. Takes the tree. `origin`
+ * (the user's session, or NULL) is held while the contact's roster loads,
+ * so that what the user sends next is handled after it. */
+static void sub_route(im_state_t *st, xml_tree_t *t,
+                      const route_target_t *origin)
 {
     const char *to = xml_element_attr(t->root, NULL, "to");
     const char *at = to != NULL ? strchr(to, '@') : NULL;
@@ -544,7 +555,7 @@ static void sub_route(im_state_t *st, xml_tree_t *t)
         xml_tree_free(t);
         return;
     }
-    im_job_t *j = im_job_new(job_inbound, t, NULL);
+    im_job_t *j = im_job_new(job_inbound, t, origin);
     j->owned = true;
     im_account_with(st, to, j);
 }
@@ -655,18 +666,19 @@ static void sub_outbound(im_state_t *st, im_account_t *a, const char *contact,
         bool from_granted = is(type, "subscribed") && route;
         bool from_cancelled = is(type, "unsubscribed") && changed && route;
         item_maybe_drop(a, it);
+        /* §3.2.2: before the cancellation goes, the contact gets the
+         * user's unavailable presence; §3.1.5: after an approval, its
+         * current presence. */
+        if (from_cancelled)
+            im_presence_to_contact(st, a->bare, contact, false);
         if (route)
-            sub_route(st, sub_stanza(a->bare, contact, type, src));
-        /* §3.1.5: the contact now gets the user's presence; §3.2.2: and
-         * after a cancellation its unavailable presence. */
+            sub_route(st, sub_stanza(a->bare, contact, type, src), origin);
         if (from_granted)
             im_presence_to_contact(st, a->bare, contact, true);
-        else if (from_cancelled)
-            im_presence_to_contact(st, a->bare, contact, false);
         return;
     }
     if (route)
-        sub_route(st, sub_stanza(a->bare, contact, type, src));
+        sub_route(st, sub_stanza(a->bare, contact, type, src), origin);
 }
 
 /* Inbound processing on the contact's account `a` of a subscription
@@ -680,14 +692,8 @@ static void job_inbound(im_state_t *st, im_account_t *a, im_job_t *j)
     const char *user = xml_element_attr(el, NULL, "from");
     if (user == NULL)
         return;
-    if (a->load == IM_MISSING) {
-        /* RFC 6121 §8.5.1: no such user. A subscription request gets
-         * 'unsubscribed' (so the requester's Pending Out ends); the other
-         * types are ignored. */
-        if (is(type, "subscribe"))
-            sub_route(st, sub_stanza(a->bare, user, "unsubscribed", NULL));
-        return;
-    }
+    if (a->load == IM_MISSING)
+        return; /* RFC 6121 §8.5.1: no such user: silently ignored */
     im_item_t *it = im_item_find(a, user);
     bool deliver = false, changed = false;
     store_pending_op_t pending = STORE_PENDING_KEEP;
@@ -696,7 +702,7 @@ static void job_inbound(im_state_t *st, im_account_t *a, im_job_t *j)
         if (it != NULL && (it->sub & STORE_SUB_FROM)) {
             /* §3.1.3: already granted: the server answers for the
              * contact. */
-            sub_route(st, sub_stanza(a->bare, user, "subscribed", NULL));
+            sub_route(st, sub_stanza(a->bare, user, "subscribed", NULL), NULL);
             return;
         }
         if (it != NULL && it->approved) {
@@ -704,7 +710,7 @@ static void job_inbound(im_state_t *st, im_account_t *a, im_job_t *j)
             it->approved = false;
             it->sub |= STORE_SUB_FROM;
             item_changed(st, a, it, STORE_PENDING_KEEP);
-            sub_route(st, sub_stanza(a->bare, user, "subscribed", NULL));
+            sub_route(st, sub_stanza(a->bare, user, "subscribed", NULL), NULL);
             im_presence_to_contact(st, a->bare, user, true);
             return;
         }
@@ -867,12 +873,11 @@ static void roster_remove(im_state_t *st, im_account_t *a, im_item_t *it,
      * Pending In, each with its side effects; the item goes without
      * pushes of those intermediate states. */
     if (to)
-        sub_route(st, sub_stanza(a->bare, contact, "unsubscribe", NULL));
+        sub_route(st, sub_stanza(a->bare, contact, "unsubscribe", NULL), t);
     if (from) {
-        bool had_from = (it->sub & STORE_SUB_FROM) != 0;
-        sub_route(st, sub_stanza(a->bare, contact, "unsubscribed", NULL));
-        if (had_from)
+        if (it->sub & STORE_SUB_FROM) /* §3.2.2: unavailable first */
             im_presence_to_contact(st, a->bare, contact, false);
+        sub_route(st, sub_stanza(a->bare, contact, "unsubscribed", NULL), t);
     }
     bool had_pending = it->pending != NULL;
     item_remove(a, it);
@@ -888,7 +893,6 @@ static void roster_remove(im_state_t *st, im_account_t *a, im_item_t *it,
     }
     im_item_t gone = {.contact = contact};
     push_item(st, a, &gone, true);
-    (void)t;
     free(contact);
 }
 
@@ -1014,12 +1018,21 @@ static module_result_t iq_roster_get(module_call_t *c, const xml_node_t *child)
     return MODULE_HANDLED;
 }
 
+/* RFC 6121 §2.1.5 / §2.3.3: a roster is its account's alone; a request
+ * for another account's roster is refused. */
+static module_result_t iq_roster_other(module_call_t *c,
+                                       const xml_node_t *child)
+{
+    (void)child;
+    module_reply_error(c, "auth", "forbidden");
+    return MODULE_HANDLED;
+}
+
 static module_result_t iq_roster_set(module_call_t *c, const xml_node_t *child)
 {
     (void)child;
-    /* RFC 6121 §2.1.5: only the account itself manages its roster; a
-     * roster set from another entity is the router's 'to' bare case and
-     * never reaches this handler (MODULE_TO_ACCOUNT only). */
+    /* Only for the account itself (MODULE_TO_ACCOUNT); another account's
+     * is iq_roster_other's. */
     with_own_account(c, job_roster_set);
     return MODULE_HANDLED;
 }
@@ -1097,6 +1110,12 @@ static const module_iq_handler_t roster_iq[] = {
      iq_roster_get},
     {MODULE_IQ_SET, IM_NS_ROSTER, MODULE_TO_BIT(MODULE_TO_ACCOUNT),
      iq_roster_set},
+    {MODULE_IQ_GET, IM_NS_ROSTER,
+     MODULE_TO_BIT(MODULE_TO_BARE) | MODULE_TO_BIT(MODULE_TO_FULL),
+     iq_roster_other},
+    {MODULE_IQ_SET, IM_NS_ROSTER,
+     MODULE_TO_BIT(MODULE_TO_BARE) | MODULE_TO_BIT(MODULE_TO_FULL),
+     iq_roster_other},
     {0, NULL, 0, NULL},
 };
 

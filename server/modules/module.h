@@ -94,6 +94,11 @@ typedef enum module_event {
      * HANDLED; otherwise the sender gets service-unavailable. Fired by
      * server/im. */
     MODULE_EV_MESSAGE_OFFLINE,
+    /* A session can now receive messages sent to its bare JID: it sent
+     * available presence with a non-negative priority, at its initial
+     * presence or after a negative one (XEP-0160 §4 delivers offline
+     * messages then). Fired by server/im's presence. */
+    MODULE_EV_SESSION_REACHABLE,
     MODULE_EV_COUNT,
 } module_event_t;
 
