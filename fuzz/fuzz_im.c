@@ -20,7 +20,8 @@
  *
  * Properties checked (abort() on violation): every stanza a session is
  * given parses as one jabber:client element (presence spliced with 'to'
- * included) and a spliced presence 'to' is the session's own JID; no
+ * included) and a presence's leading 'to' is the session's own full or
+ * bare JID; no
  * session is left held after the input; nothing leaks or crashes (ASan,
  * with libFuzzer's leak detection). */
 #include <stdbool.h>
@@ -65,13 +66,21 @@ static bool check_deliver(route_target_t *t, route_stanza_t *st)
         abort();
     xml_parser_free(p);
     xml_tree_free(got);
-    /* A spliced 'to' is the target's own JID. */
+    /* A presence's leading 'to' (spliced for a broadcast, or written by
+     * the sender of directed presence to the bare JID) is the target's
+     * own full or bare JID. */
     const char *d = rcbuf_data(b);
-    const char *tp = strstr(d, " to='");
-    if (tp != NULL && strncmp(d, "<presence to='", 14) == 0) {
+    if (strncmp(d, "<presence to='", 14) == 0) {
         char mine[JID_FORMAT_BUF + JID_PART_BUF];
         int n = jid_format(&t->jid, false, mine, sizeof(mine));
-        if (n < 0 || strncmp(d + 14, mine, (size_t)n) != 0)
+        if (n < 0)
+            abort();
+        const char *to = d + 14;
+        const char *slash = memchr(mine, '/', (size_t)n);
+        size_t bare = slash != NULL ? (size_t)(slash - mine) : (size_t)n;
+        bool full_ok = strncmp(to, mine, (size_t)n) == 0 && to[n] == '\'';
+        bool bare_ok = strncmp(to, mine, bare) == 0 && to[bare] == '\'';
+        if (!full_ok && !bare_ok)
             abort();
     }
     return true;
