@@ -95,6 +95,37 @@ static rcbuf_t *serialize(im_state_t *st, const xml_node_t *el)
     return route_stanza_bytes(&rs); /* the reference is the caller's */
 }
 
+static bool domain_is_local(im_state_t *st, const char *bare);
+
+/* A copy of the presence `el` with 'to' set to `to` (and 'from' to `from`
+ * when not NULL), for a JID on another server (server/s2s). */
+static void send_remote(im_state_t *st, const xml_node_t *el, const char *to,
+                        const char *from)
+{
+    if (!router_federates(st->router))
+        return;
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *c = t != NULL ? xml_node_copy(t, NULL, el) : NULL;
+    if (c == NULL || xml_element_set_attr(t, c, NULL, "to", to) < 0 ||
+        (from != NULL && xml_element_set_attr(t, c, NULL, "from", from) < 0))
+        xalloc_fail(64);
+    router_send_remote(st->router, t);
+}
+
+/* <presence type='TYPE' from='FROM' to='TO'/> to another server. */
+static void send_remote_type(im_state_t *st, const char *type, const char *from,
+                             const char *to)
+{
+    xml_node_t el = {
+        .kind = XML_NODE_ELEMENT, .ns = XML_NS_CLIENT, .name = "presence"};
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *c = t != NULL ? xml_node_copy(t, NULL, &el) : NULL;
+    if (c == NULL || xml_element_set_attr(t, c, NULL, "type", type) < 0)
+        xalloc_fail(64);
+    send_remote(st, c, to, from);
+    xml_tree_free(t);
+}
+
 void im_deliver_available(im_state_t *st, const char *bare,
                           const xml_node_t *el)
 {
@@ -138,8 +169,25 @@ static bool domain_is_local(im_state_t *st, const char *bare)
 void im_presence_to_contact(im_state_t *st, const char *from_bare,
                             const char *to_bare, bool available)
 {
-    if (st->router == NULL || !domain_is_local(st, to_bare))
+    if (st->router == NULL)
         return;
+    if (!domain_is_local(st, to_bare)) {
+        /* Each available resource's presence, or its unavailable, to the
+         * contact's server. */
+        for (route_target_t *r = router_resources_bare(st->router, from_bare);
+             r != NULL; r = r->next_resource) {
+            if (!r->available || r->im == NULL || r->im->presence == NULL)
+                continue;
+            if (available) {
+                send_remote(st, r->im->presence_el, to_bare, NULL);
+            } else {
+                xml_tree_t *u = unavailable_of(&r->jid);
+                send_remote(st, u->root, to_bare, NULL);
+                xml_tree_free(u);
+            }
+        }
+        return;
+    }
     route_target_t *to_first = router_resources_bare(st->router, to_bare);
     for (route_target_t *r = router_resources_bare(st->router, from_bare);
          r != NULL; r = r->next_resource) {
@@ -165,12 +213,18 @@ void im_broadcast(im_state_t *st, im_account_t *a, route_target_t *from,
                   const xml_node_t *el, bool available)
 {
     rcbuf_t *b = serialize(st, el);
+    bool remote = router_federates(st->router);
     /* RFC 6121 §4.2.2 / §4.4.2 / §4.5.2: every contact with a
-     * subscription from the user, at each available resource. */
+     * subscription from the user, at each available resource (a remote
+     * contact's server does that part, RFC 6121 §4.2.3). */
     for (size_t i = 0; i < a->nbuckets; i++) {
         for (const im_item_t *it = a->buckets[i]; it != NULL; it = it->next) {
             if (!it->in_roster || !(it->sub & STORE_SUB_FROM))
                 continue;
+            if (remote && !domain_is_local(st, it->contact)) {
+                send_remote(st, el, it->contact, NULL);
+                continue;
+            }
             for (route_target_t *t =
                      router_resources_bare(st->router, it->contact);
                  t != NULL; t = t->next_resource)
@@ -206,7 +260,9 @@ static void directed_undo(im_state_t *st, im_account_t *a, im_session_t *s,
         const im_item_t *it = a != NULL ? im_item_find(a, bare) : NULL;
         bool reached = it != NULL && it->in_roster &&
                        (it->sub & STORE_SUB_FROM) && to.resource == NULL;
-        if (!reached && domain_is_local(st, bare)) {
+        if (!reached && !domain_is_local(st, bare)) {
+            send_remote(st, el, d, NULL);
+        } else if (!reached) {
             if (to.resource != NULL) {
                 route_target_t *t = router_find(st->router, &to);
                 if (t != NULL)
@@ -254,6 +310,12 @@ static void probe_contacts(im_state_t *st, im_account_t *a, route_target_t *t)
         for (const im_item_t *it = a->buckets[i]; it != NULL; it = it->next) {
             if (!it->in_roster || !(it->sub & STORE_SUB_TO))
                 continue;
+            if (!domain_is_local(st, it->contact)) {
+                /* RFC 6121 §4.2.2 and §4.3.1: a probe, from the user's
+                 * bare JID; the contact's server answers. */
+                send_remote_type(st, "probe", a->bare, it->contact);
+                continue;
+            }
             for (route_target_t *r =
                      router_resources_bare(st->router, it->contact);
                  r != NULL; r = r->next_resource)
@@ -421,11 +483,51 @@ static void job_probe(im_state_t *st, im_account_t *a, im_job_t *j)
             deliver_spliced(st, t, r->im->presence_el, r->im->presence);
 }
 
+/* A probe from another server (RFC 6121 §4.3.2) of the account `a`: the
+ * presence of each of its available resources when the prober has a
+ * subscription from it; `unsubscribed` when it has none (or there is no
+ * such account); nothing when it has no available resource (the last
+ * unavailable presence is not kept). */
+static void job_remote_probe(im_state_t *st, im_account_t *a, im_job_t *j)
+{
+    const char *from = xml_element_attr(j->tree->root, NULL, "from");
+    jid_t prober;
+    if (from == NULL || jid_parse(from, strlen(from), 0, &prober) != JID_OK)
+        return;
+    char bare[JID_FORMAT_BUF];
+    int n = jid_format(&prober, true, bare, sizeof(bare));
+    jid_clear(&prober);
+    if (n < 0)
+        return;
+    const im_item_t *it = a->load == IM_READY ? im_item_find(a, bare) : NULL;
+    if (it == NULL || !it->in_roster || !(it->sub & STORE_SUB_FROM)) {
+        send_remote_type(st, "unsubscribed", a->bare, bare);
+        return;
+    }
+    for (route_target_t *r = router_resources_bare(st->router, a->bare);
+         r != NULL; r = r->next_resource)
+        if (r->available && r->im != NULL && r->im->presence != NULL)
+            send_remote(st, r->im->presence_el, from, NULL);
+}
+
 module_result_t im_presence_directed(module_call_t *c)
 {
     im_state_t *st = state_of(c);
     const xml_node_t *el = c->tree->root;
     const char *type = xml_element_attr(el, NULL, "type");
+    if (c->from->remote) {
+        /* From another server: a probe is answered for the account; other
+         * presence is delivered (server/im, the router). */
+        if (!is(type, "probe"))
+            return MODULE_PASS;
+        char bare[JID_FORMAT_BUF];
+        if (c->to != NULL && jid_format(c->to, true, bare, sizeof(bare)) >= 0)
+            im_account_with(st, bare,
+                            im_job_new(job_remote_probe, c->tree, NULL));
+        return MODULE_HANDLED;
+    }
+    if (is(type, "probe") && c->addressee == MODULE_TO_REMOTE)
+        return MODULE_PASS; /* the contact's server answers */
     if (is(type, "probe")) {
         char bare[JID_FORMAT_BUF];
         own_bare(c->from, bare, sizeof(bare));

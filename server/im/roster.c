@@ -545,14 +545,14 @@ static void sub_route(im_state_t *st, xml_tree_t *t,
 {
     const char *to = xml_element_attr(t->root, NULL, "to");
     const char *at = to != NULL ? strchr(to, '@') : NULL;
-    if (at == NULL || st->router == NULL ||
-        !router_serves(st->router, at + 1)) {
-        /* A contact on another server: federation is not there yet
-         * (the router answers a user's own stanza for such a contact
-         * with remote-server-not-found before it gets here). */
-        LOG(st->log, LOG_DEBUG, 0, "presence %s for %s not sent: remote",
-            xml_element_attr(t->root, NULL, "type"), to != NULL ? to : "?");
+    if (at == NULL || st->router == NULL) {
         xml_tree_free(t);
+        return;
+    }
+    if (!router_serves(st->router, at + 1)) {
+        /* A contact on another server: its server runs the inbound
+         * half (server/s2s; dropped when federation is off). */
+        router_send_remote(st->router, t);
         return;
     }
     im_job_t *j = im_job_new(job_inbound, t, origin);
@@ -1053,6 +1053,21 @@ static module_result_t presence_to_jid(module_call_t *c)
     st->router = c->router;
     st->modules = c->modules;
     const char *type = xml_element_attr(c->tree->root, NULL, "type");
+    if (is_subscription(type) && c->from->remote) {
+        /* From a user of another server: the inbound half only, on the
+         * contact's account, with both addresses bare (RFC 6121 §3.1.3:
+         * the user's server stamped them; made sure of here). */
+        char from[JID_FORMAT_BUF], to[JID_FORMAT_BUF];
+        if (c->to == NULL ||
+            jid_format(&c->from->jid, true, from, sizeof(from)) < 0 ||
+            jid_format(c->to, true, to, sizeof(to)) < 0)
+            return MODULE_HANDLED;
+        im_job_t *j = im_job_new(
+            job_inbound, sub_stanza(from, to, type, c->tree->root), NULL);
+        j->owned = true;
+        im_account_with(st, to, j);
+        return MODULE_HANDLED;
+    }
     if (is_subscription(type)) {
         /* §3.1.2: the server stamps the user's bare JID as 'from' and the
          * contact's bare JID as 'to' (done when the stanza is built). */
@@ -1123,6 +1138,7 @@ static const module_hook_t roster_hooks[] = {
     {MODULE_EV_PRESENCE_ACCOUNT, 10, im_presence_account},
     {MODULE_EV_PRESENCE_BARE, 10, presence_to_jid},
     {MODULE_EV_PRESENCE_FULL, 10, presence_to_jid},
+    {MODULE_EV_PRESENCE_REMOTE, 10, presence_to_jid},
     {MODULE_EV_SESSION_BOUND, 10, im_session_bound},
     {MODULE_EV_SESSION_ENDED, 10, im_session_ended},
     {0, 0, NULL},

@@ -57,6 +57,10 @@ typedef enum module_addressee {
      * both; IQ handlers only IQs for a resource that is not bound (a bound
      * one gets the IQ itself). */
     MODULE_TO_FULL,
+    /* 'to' a JID at a domain we do not serve (federation, RFC 6120
+     * §10.4): after the hooks, the stanza goes to server/s2s, which sends
+     * it or answers with remote-server-not-found / -timeout. */
+    MODULE_TO_REMOTE,
     MODULE_TO_COUNT,
 } module_addressee_t;
 
@@ -72,14 +76,17 @@ typedef enum module_event {
     MODULE_EV_MESSAGE_SERVER,
     MODULE_EV_MESSAGE_BARE,
     MODULE_EV_MESSAGE_FULL,
+    MODULE_EV_MESSAGE_REMOTE,
     MODULE_EV_PRESENCE_ACCOUNT,
     MODULE_EV_PRESENCE_SERVER,
     MODULE_EV_PRESENCE_BARE,
     MODULE_EV_PRESENCE_FULL,
+    MODULE_EV_PRESENCE_REMOTE,
     MODULE_EV_IQ_ACCOUNT,
     MODULE_EV_IQ_SERVER,
     MODULE_EV_IQ_BARE,
     MODULE_EV_IQ_FULL,
+    MODULE_EV_IQ_REMOTE,
     /* Session events (no stanza): a resource was bound, sent available or
      * unavailable presence, or ended (unbound). Fired by the router
      * (bound, ended) and by server/im's presence (available: the

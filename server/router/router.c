@@ -59,6 +59,8 @@ struct router {
      * ended are routed again from here, and what comes back to it (an
      * error for the original sender) goes to the JID in its 'to'. */
     route_target_t self;
+    /* Where stanzas for other domains go (server/s2s), or NULL. */
+    const router_remote_t *remote;
 };
 
 /* ------------------------------------------------------------ registry */
@@ -574,6 +576,15 @@ void router_route(router_t *r, route_target_t *from, xml_tree_t *tree)
     route_now(r, from, tree);
 }
 
+/* The sender of a stanza from another server, for the duration of its
+ * routing: what modules deliver to it (an IQ result, an error, a probe's
+ * answer) goes back to its server. */
+typedef struct remote_sender {
+    route_target_t t; /* first */
+    router_t *r;
+    const char *local; /* the domain it wrote to: the 'from' of replies */
+} remote_sender_t;
+
 static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
 {
     const xml_node_t *el = tree->root;
@@ -598,7 +609,9 @@ static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
             /* RFC 6120 §8.3.3.8. The error must not carry the malformed
              * address as its 'from': it comes from our domain. */
             char domain[JID_FORMAT_BUF];
-            snprintf(domain, sizeof(domain), "%s", from->jid.domain);
+            snprintf(domain, sizeof(domain), "%s",
+                     from->remote ? ((remote_sender_t *)from)->local
+                                  : from->jid.domain);
             reply_error_from(from, el, domain, "modify", "jid-malformed");
             goto done;
         }
@@ -606,18 +619,29 @@ static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
         char prepared[JID_FORMAT_BUF];
         if (jid_format(&to, false, prepared, sizeof(prepared)) >= 0)
             xml_element_set_attr(tree, tree->root, NULL, "to", prepared);
-        if (!router_serves(r, to.domain)) {
-            /* RFC 6120 §10.4: federation is not there yet. */
+        c.to = &to;
+        if (router_serves(r, to.domain)) {
+            c.addressee = addressee_of(from, name, &to);
+        } else if (r->remote == NULL || from->remote) {
+            /* RFC 6120 §10.4 with federation off; and a server never
+             * relays one remote domain's stanza to another. */
             router_reply_error(from, el, "cancel", "remote-server-not-found");
             goto done;
+        } else {
+            c.addressee = MODULE_TO_REMOTE;
         }
-        c.to = &to;
-        c.addressee = addressee_of(from, name, &to);
     }
 
     if (module_dispatch(r->cfg->modules, module_event_for(name, c.addressee),
-                        &c) != MODULE_HANDLED)
-        route_default(r, &c);
+                        &c) != MODULE_HANDLED) {
+        if (c.addressee == MODULE_TO_REMOTE) {
+            /* RFC 6120 §10.4: to the remote domain, whatever it is. */
+            r->remote->send(r->remote->ud, tree, to.domain);
+            tree = NULL;
+        } else {
+            route_default(r, &c);
+        }
+    }
 
 done:
     jid_clear(&to);
@@ -713,4 +737,99 @@ void router_requeue_bytes(router_t *r, const char *data, size_t len)
     }
     xml_parser_free(p);
     router_requeue(r, tree);
+}
+
+/* ------------------------------------------------------- federation */
+
+void router_set_remote(router_t *r, const router_remote_t *remote)
+{
+    r->remote = remote;
+}
+
+bool router_federates(const router_t *r)
+{
+    return r->remote != NULL;
+}
+
+void router_send_remote(router_t *r, xml_tree_t *tree)
+{
+    const char *to_s = xml_element_attr(tree->root, NULL, "to");
+    jid_t to;
+    if (to_s == NULL || jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK) {
+        xml_tree_free(tree);
+        return;
+    }
+    if (r->remote == NULL || router_serves(r, to.domain)) {
+        LOG(r->log, LOG_DEBUG, 0, "%s for %s not sent: %s", tree->root->name,
+            to_s, r->remote == NULL ? "federation is off" : "a local domain");
+        xml_tree_free(tree);
+    } else {
+        r->remote->send(r->remote->ud, tree, to.domain);
+    }
+    jid_clear(&to);
+}
+
+void router_bounce(router_t *r, const xml_node_t *stanza, const char *type,
+                   const char *condition)
+{
+    router_reply_error(&r->self, stanza, type, condition);
+}
+
+static bool remote_deliver(route_target_t *t, route_stanza_t *st)
+{
+    remote_sender_t *rs = (remote_sender_t *)t;
+    xml_tree_t *copy = xml_tree_new();
+    if (copy == NULL || xml_node_copy(copy, NULL, st->el) == NULL)
+        xalloc_fail(256);
+    /* RFC 6120 §8.1.2.1 lets a reply for an account carry no 'from', and
+     * §10.3 no 'to'; over s2s both are required (§8.1.1.1, §8.1.2.2). */
+    char jid[JID_FORMAT_BUF + JID_PART_BUF];
+    if (xml_element_attr(copy->root, NULL, "to") == NULL &&
+        (jid_format(&t->jid, false, jid, sizeof(jid)) < 0 ||
+         xml_element_set_attr(copy, copy->root, NULL, "to", jid) < 0))
+        xalloc_fail(256);
+    if (xml_element_attr(copy->root, NULL, "from") == NULL &&
+        xml_element_set_attr(copy, copy->root, NULL, "from", rs->local) < 0)
+        xalloc_fail(256);
+    router_send_remote(rs->r, copy);
+    return true;
+}
+
+static void remote_kick(route_target_t *t, const char *condition)
+{
+    (void)t;
+    (void)condition;
+}
+
+static const route_target_ops_t remote_ops = {remote_deliver, remote_kick,
+                                              NULL};
+
+void router_route_remote(router_t *r, xml_tree_t *tree)
+{
+    const char *from_s = xml_element_attr(tree->root, NULL, "from");
+    const char *to_s = xml_element_attr(tree->root, NULL, "to");
+    remote_sender_t rs = {.t = {.ops = &remote_ops, .remote = true}, .r = r};
+    jid_t to = {0};
+    /* The s2s stream checked both (RFC 6120 §8.1.1.1, §8.1.2.2): a stanza
+     * that still fails here is dropped rather than answered. */
+    if (from_s == NULL || to_s == NULL ||
+        jid_parse(from_s, strlen(from_s), 0, &rs.t.jid) != JID_OK) {
+        xml_tree_free(tree);
+        return;
+    }
+    if (jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK ||
+        !router_serves(r, to.domain) || router_serves(r, rs.t.jid.domain)) {
+        LOG(r->log, LOG_DEBUG, 0, "%s from %s to %s dropped: not for us",
+            tree->root->name, from_s, to_s);
+        xml_tree_free(tree);
+    } else {
+        char local[JID_FORMAT_BUF];
+        snprintf(local, sizeof(local), "%s", to.domain);
+        rs.local = local;
+        route_now(r, &rs.t, tree);
+        if (rs.t.holds != 0 || rs.t.held_head != NULL)
+            LOG(r->log, LOG_ERROR, 0, "a remote sender was held: a bug");
+    }
+    jid_clear(&to);
+    jid_clear(&rs.t.jid);
 }

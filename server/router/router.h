@@ -82,6 +82,9 @@ struct route_target {
     /* server/im's state of this session (roster interest, last presence,
      * directed presence); NULL until it makes one. */
     struct im_session *im;
+    /* A sender on another server (router_route_remote): not bound, never
+     * held; what is delivered to it goes to its server (server/s2s). */
+    bool remote;
     /* Router-private: holds taken (router_hold) and the stanzas that
      * arrived meanwhile, in order. */
     unsigned holds;
@@ -189,6 +192,44 @@ route_target_t *router_resources(router_t *r, const jid_t *user);
 
 /* The same by the account's bare JID, "node@domain" as prepared. */
 route_target_t *router_resources_bare(router_t *r, const char *bare);
+
+/* ------------------------------------------------------- federation
+ *
+ * Stanzas for domains this server does not serve go to server/s2s through
+ * router_remote_t; stanzas from other servers come in through
+ * router_route_remote(). Without a remote (federation off) a stanza for
+ * another domain is answered with remote-server-not-found (RFC 6120
+ * §10.4). */
+typedef struct router_remote {
+    /* Takes `tree`: a stanza with a 'from' of ours and a 'to' at `domain`
+     * (nameprep'd), in jabber:client. It is sent, queued while a
+     * connection is set up, or answered with router_bounce(). */
+    void (*send)(void *ud, xml_tree_t *tree, const char *domain);
+    void *ud;
+} router_remote_t;
+
+/* Sets (NULL: clears) where remote stanzas go; `remote` must outlive its
+ * use. */
+void router_set_remote(router_t *r, const router_remote_t *remote);
+bool router_federates(const router_t *r);
+
+/* A stanza a module sends (a presence broadcast, a subscription, a probe)
+ * to a JID of another server. Takes the tree; dropped with a debug line
+ * when federation is off. */
+void router_send_remote(router_t *r, xml_tree_t *tree);
+
+/* The error for `stanza` that could not reach its remote domain
+ * (remote-server-not-found, remote-server-timeout), sent by the server
+ * to the stanza's local sender. Never for an error. */
+void router_bounce(router_t *r, const xml_node_t *stanza, const char *type,
+                   const char *condition);
+
+/* A stanza from another server: its 'from' a JID of a domain the s2s
+ * stream authenticated, its 'to' a JID of a domain we serve, already in
+ * jabber:client. Takes the tree. Routed like a local user's stanza to
+ * the same addressee (modules see a route_target_t with `remote` set as
+ * the sender); replies and errors go back to the sender's server. */
+void router_route_remote(router_t *r, xml_tree_t *tree);
 
 /* Sends an error reply to `stanza` back to `to` (RFC 6120 §8.3): type
  * 'error', to/from swapped, the original children included, never in
