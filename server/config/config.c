@@ -58,6 +58,17 @@ void config_free(server_config_t *c)
     for (size_t i = 0; i < c->c2s_count; i++)
         free(c->c2s[i].address);
     free(c->c2s);
+    for (size_t i = 0; i < c->s2s_count; i++)
+        free(c->s2s[i].address);
+    free(c->s2s);
+    for (size_t i = 0; i < c->s2s_route_count; i++) {
+        free(c->s2s_routes[i].domain);
+        free(c->s2s_routes[i].host);
+    }
+    free(c->s2s_routes);
+    free(c->s2s_ca_file);
+    free(c->s2s_dns);
+    free(c->s2s_dialback_secret);
     free(c->cert_file);
     free(c->key_file);
     free(c->client_ca_file);
@@ -111,6 +122,21 @@ int config_defaults(server_config_t *c)
     c->c2s_count = 2;
     if (c->c2s[0].address == NULL || c->c2s[1].address == NULL)
         goto nomem;
+
+    c->s2s = calloc(1, sizeof(*c->s2s));
+    if (c->s2s == NULL)
+        goto nomem;
+    c->s2s[0] = (config_listener_t){strdup("0.0.0.0"), 5269, false, 0};
+    c->s2s_count = 1;
+    if (c->s2s[0].address == NULL)
+        goto nomem;
+    c->s2s_enabled = false;
+    c->s2s_dialback = true;
+    c->s2s_secure_auth = false;
+    c->s2s_require_encryption = true;
+    c->s2s_connect_timeout = 10.0;
+    c->s2s_idle_timeout = 600.0;
+    c->s2s_queue_max = 1000;
 
     c->legacy_ciphers = false;
 
@@ -169,6 +195,9 @@ typedef enum kind {
     K_HOSTS,     /* the hosts array, on the server_config_t */
     K_LISTENERS, /* a list of listener groups, on the server_config_t */
     K_MODULES,   /* the list of module names, on the server_config_t */
+    K_S2S_LISTENERS, /* s2s.listen, on the server_config_t */
+    K_ROUTES,        /* s2s.routes, on the server_config_t */
+    K_STRING_OPT,    /* char *; "" means none (NULL) */
 } kind_t;
 
 typedef struct desc {
@@ -198,6 +227,35 @@ static const desc_t c2s_desc[] = {
      false},
     {"resource_conflict", K_CONFLICT, F(resource_conflict), 0, 0, NULL, false},
     {"max_resources", K_UINT, F(max_resources), 1, 1024, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+static const desc_t s2s_desc[] = {
+    {"enabled", K_BOOL, F(s2s_enabled), 0, 0, NULL, false},
+    {"listen", K_S2S_LISTENERS, F(s2s), 0, 0, NULL, false},
+    {"routes", K_ROUTES, F(s2s_routes), 0, 0, NULL, false},
+    {"dialback", K_BOOL, F(s2s_dialback), 0, 0, NULL, false},
+    {"secure_auth", K_BOOL, F(s2s_secure_auth), 0, 0, NULL, false},
+    {"require_encryption", K_BOOL, F(s2s_require_encryption), 0, 0, NULL,
+     false},
+    {"ca_file", K_PATH_OPT, F(s2s_ca_file), 0, 0, NULL, false},
+    {"dns", K_STRING_OPT, F(s2s_dns), 0, 0, NULL, false},
+    {"dialback_secret", K_STRING_OPT, F(s2s_dialback_secret), 0, 0, NULL,
+     false},
+    {"connect_timeout", K_DOUBLE, F(s2s_connect_timeout), 1, 600, NULL, false},
+    {"idle_timeout", K_DOUBLE, F(s2s_idle_timeout), 0, 86400, NULL, false},
+    {"queue_max", K_UINT, F(s2s_queue_max), 1, 1000000, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+#define R(field) offsetof(config_route_t, field)
+
+/* Settings of one s2s.routes entry. */
+static const desc_t route_desc[] = {
+    {"domain", K_STRING_OPT, R(domain), 0, 0, NULL, true},
+    {"host", K_STRING_OPT, R(host), 0, 0, NULL, true},
+    {"port", K_INT, R(port), 1, 65535, NULL, false},
+    {"direct_tls", K_BOOL, R(direct_tls), 0, 0, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -260,6 +318,7 @@ static const desc_t root_desc[] = {
     {"hosts", K_HOSTS, 0, 0, 0, NULL, false},
     {"modules", K_MODULES, 0, 0, 0, NULL, false},
     {"c2s", K_GROUP, 0, 0, 0, c2s_desc, false},
+    {"s2s", K_GROUP, 0, 0, 0, s2s_desc, false},
     {"tls", K_GROUP, 0, 0, 0, tls_desc, false},
     {"sasl", K_GROUP, 0, 0, 0, sasl_desc, false},
     {"limits", K_GROUP, 0, 0, 0, limits_desc, false},
@@ -462,14 +521,14 @@ static int apply_hosts(loader_t *l, const config_setting_t *s, const char *name)
 }
 
 static int apply_listeners(loader_t *l, const config_setting_t *s,
-                           const char *name)
+                           const char *name, config_listener_t **list,
+                           size_t *count)
 {
-    server_config_t *c = l->c;
     config_listener_t *ls;
     int n;
 
     /* An array cannot hold groups in libconfig, so only a list can be
-     * right; an empty list turns c2s off. */
+     * right; an empty list turns the listeners off. */
     if (!config_setting_is_list(s) &&
         !(config_setting_is_array(s) && config_setting_length(s) == 0))
         return wrong_type(l, s, name, "a list of groups ( { ... }, ... )");
@@ -477,11 +536,11 @@ static int apply_listeners(loader_t *l, const config_setting_t *s,
     ls = calloc(n > 0 ? (size_t)n : 1, sizeof(*ls));
     if (ls == NULL)
         return nomem(l);
-    for (size_t i = 0; i < c->c2s_count; i++)
-        free(c->c2s[i].address);
-    free(c->c2s);
-    c->c2s = ls;
-    c->c2s_count = 0;
+    for (size_t i = 0; i < *count; i++)
+        free((*list)[i].address);
+    free(*list);
+    *list = ls;
+    *count = 0;
 
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
@@ -495,10 +554,64 @@ static int apply_listeners(loader_t *l, const config_setting_t *s,
             return wrong_type(l, e, prefix, "a group { address; port; }");
         /* Counted before filling, so config_free() releases a half-filled
          * entry when a later setting fails. */
-        c->c2s_count++;
+        (*count)++;
         ls[i].line = config_setting_source_line(e);
         if (apply_group(l, e, listener_desc, &ls[i], prefix) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/* s2s.routes = ( { domain = "example.net"; host = "10.0.0.2"; port = 5269;
+ * }, ... ): each domain once, nameprep'd. */
+static int apply_routes(loader_t *l, const config_setting_t *s,
+                        const char *name)
+{
+    server_config_t *c = l->c;
+    if (!config_setting_is_list(s) &&
+        !(config_setting_is_array(s) && config_setting_length(s) == 0))
+        return wrong_type(l, s, name, "a list of groups ( { ... }, ... )");
+    int n = config_setting_length(s);
+    config_route_t *rs = calloc(n > 0 ? (size_t)n : 1, sizeof(*rs));
+    if (rs == NULL)
+        return nomem(l);
+    for (size_t i = 0; i < c->s2s_route_count; i++) {
+        free(c->s2s_routes[i].domain);
+        free(c->s2s_routes[i].host);
+    }
+    free(c->s2s_routes);
+    c->s2s_routes = rs;
+    c->s2s_route_count = 0;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        char prefix[64];
+        if (snprintf(prefix, sizeof(prefix), "%s[%d]", name, i) < 0)
+            prefix[0] = '\0';
+        if (!config_setting_is_group(e))
+            return wrong_type(l, e, prefix, "a group { domain; host; port; }");
+        c->s2s_route_count++;
+        rs[i].line = config_setting_source_line(e);
+        if (apply_group(l, e, route_desc, &rs[i], prefix) < 0)
+            return -1;
+        if (rs[i].domain == NULL || rs[i].host == NULL)
+            return fail(l, e, "%s: domain and host must not be empty", prefix);
+        char prepared[JID_PART_BUF];
+        int rc = jid_prepare_domain(rs[i].domain, strlen(rs[i].domain),
+                                    JID_STORED, prepared, NULL);
+        if (rc != JID_OK)
+            return fail(l, e, "%s: domain '%s' is not a valid domain (%s)",
+                        prefix, rs[i].domain, jid_strerror(rc));
+        for (int j = 0; j < i; j++)
+            if (strcmp(rs[j].domain, prepared) == 0)
+                return fail(l, e, "%s: '%s' has a route already", prefix,
+                            prepared);
+        char *d = strdup(prepared);
+        if (d == NULL)
+            return nomem(l);
+        free(rs[i].domain);
+        rs[i].domain = d;
+        if (rs[i].port == 0)
+            rs[i].port = rs[i].direct_tls ? 5270 : 5269;
     }
     return 0;
 }
@@ -728,7 +841,22 @@ static int apply_one(loader_t *l, const config_setting_t *s, const desc_t *d,
     case K_HOSTS:
         return apply_hosts(l, s, name);
     case K_LISTENERS:
-        return apply_listeners(l, s, name);
+        return apply_listeners(l, s, name, &l->c->c2s, &l->c->c2s_count);
+    case K_S2S_LISTENERS:
+        return apply_listeners(l, s, name, &l->c->s2s, &l->c->s2s_count);
+    case K_ROUTES:
+        return apply_routes(l, s, name);
+    case K_STRING_OPT: {
+        if (config_setting_type(s) != CONFIG_TYPE_STRING)
+            return wrong_type(l, s, name, "a string");
+        const char *v = config_setting_get_string(s);
+        char *copy = v[0] != '\0' ? strdup(v) : NULL;
+        if (v[0] != '\0' && copy == NULL)
+            return nomem(l);
+        free(*(char **)(void *)field);
+        *(char **)(void *)field = copy;
+        return 0;
+    }
     case K_MODULES:
         return apply_modules(l, s, name);
     }
@@ -994,6 +1122,10 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
     dst->host_count = 0;
     dst->c2s = NULL;
     dst->c2s_count = 0;
+    dst->s2s = NULL;
+    dst->s2s_count = 0;
+    dst->s2s_routes = NULL;
+    dst->s2s_route_count = 0;
     dst->module_on = NULL;
     dst->module_settings = NULL;
     dst->module_count = 0;
@@ -1002,6 +1134,9 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
     ok = dup_or_null(&dst->key_file, src->key_file) && ok;
     ok = dup_or_null(&dst->client_ca_file, src->client_ca_file) && ok;
     ok = dup_or_null(&dst->storage_path, src->storage_path) && ok;
+    ok = dup_or_null(&dst->s2s_ca_file, src->s2s_ca_file) && ok;
+    ok = dup_or_null(&dst->s2s_dns, src->s2s_dns) && ok;
+    ok = dup_or_null(&dst->s2s_dialback_secret, src->s2s_dialback_secret) && ok;
     dst->hosts = calloc(src->host_count + 1, sizeof(*dst->hosts));
     dst->c2s = calloc(src->c2s_count + 1, sizeof(*dst->c2s));
     if (!ok || dst->hosts == NULL || dst->c2s == NULL)
@@ -1015,6 +1150,28 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
 
         *d = src->c2s[dst->c2s_count];
         if (!dup_or_null(&d->address, d->address))
+            goto nomem;
+    }
+    dst->s2s = calloc(src->s2s_count + 1, sizeof(*dst->s2s));
+    dst->s2s_routes =
+        calloc(src->s2s_route_count + 1, sizeof(*dst->s2s_routes));
+    if (dst->s2s == NULL || dst->s2s_routes == NULL)
+        goto nomem;
+    for (; dst->s2s_count < src->s2s_count; dst->s2s_count++) {
+        config_listener_t *d = &dst->s2s[dst->s2s_count];
+
+        *d = src->s2s[dst->s2s_count];
+        if (!dup_or_null(&d->address, d->address))
+            goto nomem;
+    }
+    for (; dst->s2s_route_count < src->s2s_route_count;
+         dst->s2s_route_count++) {
+        config_route_t *d = &dst->s2s_routes[dst->s2s_route_count];
+
+        *d = src->s2s_routes[dst->s2s_route_count];
+        d->host = NULL;
+        if (!dup_or_null(&d->domain, d->domain) ||
+            !dup_or_null(&d->host, src->s2s_routes[dst->s2s_route_count].host))
             goto nomem;
     }
     dst->module_on = calloc(src->module_count + 1, sizeof(*dst->module_on));
@@ -1066,6 +1223,10 @@ int config_load(const char *path, server_config_t *c, char *err, size_t errlen)
     memset(&t.line, 0, sizeof(t.line));
     for (size_t i = 0; i < t.c2s_count; i++)
         t.c2s[i].line = 0;
+    for (size_t i = 0; i < t.s2s_count; i++)
+        t.s2s[i].line = 0;
+    for (size_t i = 0; i < t.s2s_route_count; i++)
+        t.s2s_routes[i].line = 0;
     /* libconfig reports an unreadable file only as "file I/O error"; ask
      * the system first so that the message says why. */
     f = fopen(path, "r");

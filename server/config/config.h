@@ -37,6 +37,16 @@ typedef struct config_listener {
     int line;        /* where the file set it; 0 for a built-in default */
 } config_listener_t;
 
+/* A static s2s route (s2s.routes): where to connect for a domain,
+ * skipping DNS — for private federations and tests on loopback. */
+typedef struct config_route {
+    char *domain;    /* nameprep'd */
+    char *host;      /* a host name or a numeric address */
+    int port;        /* 1..65535; default 5269 (5270 with direct_tls) */
+    bool direct_tls; /* XEP-0368: TLS from the first byte */
+    int line;
+} config_route_t;
+
 /* A module's setting (modules/module.h): read from the group named after
  * the module into the module's own settings struct. (Not config_setting_*:
  * libconfig has those names.) */
@@ -120,6 +130,25 @@ typedef struct server_config {
     unsigned max_unauthenticated_per_address; /* of those, not yet
                                                  authenticated, default 30,
                                                  1..1000000 */
+
+    /* s2s: federation (RFC 6120 server-to-server streams) */
+    bool s2s_enabled;       /* default false */
+    config_listener_t *s2s; /* default 0.0.0.0:5269 (when enabled) */
+    size_t s2s_count;
+    config_route_t *s2s_routes; /* default none: DNS SRV for all */
+    size_t s2s_route_count;
+    bool s2s_dialback;           /* default true (XEP-0220) */
+    bool s2s_secure_auth;        /* default false: true requires a peer
+                                    certificate valid for its domain */
+    bool s2s_require_encryption; /* default true */
+    char *s2s_ca_file;           /* extra trust anchors, or NULL */
+    char *s2s_dns;               /* "host:port,..." DNS servers, or NULL:
+                                    the system's resolv.conf */
+    char *s2s_dialback_secret;   /* NULL (default): random at start */
+    double s2s_connect_timeout;  /* seconds, default 10, 1..600 */
+    double s2s_idle_timeout;     /* seconds, default 600, 0..86400 */
+    unsigned s2s_queue_max;      /* stanzas waiting per domain, default
+                                    1000, 1..1000000 */
 
     /* storage */
     char *storage_path; /* SQLite file, default "starling.db" */

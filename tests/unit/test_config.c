@@ -149,6 +149,26 @@ static void assert_same_settings(const server_config_t *a,
         assert_int_equal(a->c2s[i].port, b->c2s[i].port);
         assert_int_equal(a->c2s[i].direct_tls, b->c2s[i].direct_tls);
     }
+    assert_int_equal(a->s2s_enabled, b->s2s_enabled);
+    assert_int_equal(a->s2s_count, b->s2s_count);
+    for (size_t i = 0; i < a->s2s_count; i++) {
+        assert_string_equal(a->s2s[i].address, b->s2s[i].address);
+        assert_int_equal(a->s2s[i].port, b->s2s[i].port);
+        assert_int_equal(a->s2s[i].direct_tls, b->s2s[i].direct_tls);
+    }
+    assert_int_equal(a->s2s_route_count, b->s2s_route_count);
+    for (size_t i = 0; i < a->s2s_route_count; i++) {
+        assert_string_equal(a->s2s_routes[i].domain, b->s2s_routes[i].domain);
+        assert_string_equal(a->s2s_routes[i].host, b->s2s_routes[i].host);
+        assert_int_equal(a->s2s_routes[i].port, b->s2s_routes[i].port);
+    }
+    assert_int_equal(a->s2s_dialback, b->s2s_dialback);
+    assert_int_equal(a->s2s_secure_auth, b->s2s_secure_auth);
+    assert_int_equal(a->s2s_require_encryption, b->s2s_require_encryption);
+    assert_true((a->s2s_dns == NULL) == (b->s2s_dns == NULL));
+    assert_true(a->s2s_connect_timeout == b->s2s_connect_timeout);
+    assert_true(a->s2s_idle_timeout == b->s2s_idle_timeout);
+    assert_int_equal(a->s2s_queue_max, b->s2s_queue_max);
     assert_int_equal(a->legacy_ciphers, b->legacy_ciphers);
     assert_int_equal(a->require_encryption, b->require_encryption);
     assert_int_equal(a->allow_plain_loopback, b->allow_plain_loopback);
@@ -759,6 +779,44 @@ static void test_modules_list(void **state)
     config_free(&c);
 }
 
+/* s2s: routes, listeners, and their errors. */
+static void test_s2s(void **state)
+{
+    fixture_t *f = *state;
+    server_config_t c;
+
+    load_ok(f,
+            "s2s = { enabled = true; dns = \"127.0.0.1:5353\";\n"
+            "  listen = ( { address = \"127.0.0.1\"; port = 0; } );\n"
+            "  routes = ( { domain = \"Example.NET\"; host = \"127.0.0.2\"; },"
+            "\n    { domain = \"b.example\"; host = \"h\"; port = 5999; "
+            "direct_tls = true; } );\n"
+            "  secure_auth = true; dialback = false; queue_max = 5; };\n",
+            &c);
+    assert_true(c.s2s_enabled);
+    assert_true(c.s2s_secure_auth);
+    assert_false(c.s2s_dialback);
+    assert_int_equal(c.s2s_queue_max, 5);
+    assert_string_equal(c.s2s_dns, "127.0.0.1:5353");
+    assert_int_equal(c.s2s_count, 1);
+    assert_int_equal(c.s2s[0].port, 0);
+    assert_int_equal(c.s2s_route_count, 2);
+    assert_string_equal(c.s2s_routes[0].domain, "example.net");
+    assert_string_equal(c.s2s_routes[0].host, "127.0.0.2");
+    assert_int_equal(c.s2s_routes[0].port, 5269);
+    assert_int_equal(c.s2s_routes[1].port, 5999);
+    assert_true(c.s2s_routes[1].direct_tls);
+    config_free(&c);
+
+    load_fails(f, "s2s = {\n routes = ( { host = \"h\"; } ); };\n", 2,
+               "domain is required");
+    load_fails(f,
+               "s2s = {\n routes = ( { domain = \"a\"; host = \"h\"; },\n"
+               " { domain = \"A\"; host = \"i\"; } ); };\n",
+               3, "has a route already");
+    load_fails(f, "s2s = {\n queue_max = 0; };\n", 2, "out of range");
+}
+
 static void test_modules_settings(void **state)
 {
     fixture_t *f = *state;
@@ -973,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_modules_default),
         cmocka_unit_test_setup_teardown(test_modules_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s2s, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_errors, setup, teardown),
         cmocka_unit_test(test_check_defaults),
         cmocka_unit_test_setup_teardown(test_check_ok, setup, teardown),

@@ -70,8 +70,8 @@ static int setup(void **state)
     if (e->mods == NULL)
         return -1;
     e->hosts[0] = "localhost";
-    e->cfg = (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8,
-                               e->mods};
+    e->cfg =
+        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
     e->r = router_new(&e->cfg, &e->log);
     if (e->r == NULL)
         return -1;
@@ -121,8 +121,7 @@ static void test_message_out(void **state)
               "<body>hi</body></message>");
     assert_int_equal(e->nsent, 1);
     assert_string_equal(e->domain[0], "remote.example");
-    assert_string_equal(fake_attr(sent(e, 0), "from"),
-                        "alice@localhost/phone");
+    assert_string_equal(fake_attr(sent(e, 0), "from"), "alice@localhost/phone");
     assert_string_equal(fake_attr(sent(e, 0), "to"), "bob@remote.example");
     assert_int_equal(e->a.ngot, 0);
 }
@@ -197,8 +196,9 @@ static void test_no_relay(void **state)
 static void test_subscribe_remote(void **state)
 {
     env_t *e = *state;
-    fake_send(e->r, &e->a, "<iq type='get' id='r1'>"
-                           "<query xmlns='jabber:iq:roster'/></iq>");
+    fake_send(e->r, &e->a,
+              "<iq type='get' id='r1'>"
+              "<query xmlns='jabber:iq:roster'/></iq>");
     fake_clear(&e->a);
     fake_send(e->r, &e->a,
               "<presence to='bob@remote.example/x' type='subscribe'/>");
@@ -321,10 +321,10 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_message_out),      T(test_federation_off),
-        T(test_message_in),       T(test_error_back),
-        T(test_iq_to_server),     T(test_no_relay),
-        T(test_subscribe_remote), T(test_subscribed_by_remote),
+        T(test_message_out),        T(test_federation_off),
+        T(test_message_in),         T(test_error_back),
+        T(test_iq_to_server),       T(test_no_relay),
+        T(test_subscribe_remote),   T(test_subscribed_by_remote),
         T(test_probe_unsubscribed), T(test_directed_remote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
