@@ -57,6 +57,8 @@ fuzz: fuzz-build
 bench: build
 	@/usr/bin/python3 bench/c2s_idle.py --sessions $${SESSIONS:-500} \
 	    --messages $${MESSAGES:-20000} $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
+	@/usr/bin/python3 bench/presence_fanout.py --contacts $${CONTACTS:-100,1000} \
+	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
