@@ -18,6 +18,7 @@
 
 #include "base/rand.h"
 #include "c2s/c2s.h"
+#include "s2s/s2s.h"
 #include "modules/modules.h"
 #include "server.h"
 #include "starling_config.h"
@@ -189,10 +190,11 @@ static int make_tls(server_t *srv)
 static void on_shutdown_poll(uv_timer_t *t)
 {
     daemon_state_t *d = t->data;
-    if (d->worker.session_count > 0)
+    if (d->worker.session_count > 0 || d->worker.s2s_count > 0)
         return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
+    s2s_free(&d->worker); /* its resolver's handles close with the loop */
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -213,6 +215,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_signal_stop(&d->sigint);
     uv_signal_stop(&d->sighup);
     c2s_shutdown(&d->worker, "system-shutdown");
+    s2s_shutdown(&d->worker, "system-shutdown");
     uv_timer_init(d->worker.loop, &d->shutdown_poll);
     d->shutdown_poll.data = d;
     uv_timer_start(&d->shutdown_poll, on_shutdown_poll, 0, 20);
@@ -376,7 +379,7 @@ int main(int argc, char **argv)
     build_stream_configs(srv);
     /* Start-up is over: from here on srv is only read (server.h). */
     w->router = router_new(&srv->router_cfg, &srv->log);
-    if (w->router == NULL || c2s_start(w) < 0)
+    if (w->router == NULL || c2s_start(w) < 0 || s2s_start(w) < 0)
         return 1;
 
     uv_signal_init(w->loop, &d.sigterm);
@@ -403,6 +406,7 @@ int main(int argc, char **argv)
     uv_run(w->loop, UV_RUN_DEFAULT);
 
     c2s_free(w);
+    s2s_free(w);
     conn_flusher_close(&w->flusher);
     uv_run(w->loop, UV_RUN_DEFAULT); /* the close callbacks */
     router_free(w->router);

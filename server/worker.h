@@ -20,12 +20,15 @@
 
 typedef struct c2s c2s_t;
 typedef struct c2s_session c2s_session_t;
+typedef struct s2s s2s_t;
 
 typedef struct worker {
     const server_t *srv; /* shared, read-only */
     uv_loop_t *loop;
     router_t *router; /* the sessions bound on this loop (later: a shard) */
     c2s_t *c2s;       /* the c2s listener component on this loop */
+    s2s_t *s2s;       /* federation on this loop, or NULL when off */
+    size_t s2s_count; /* open s2s streams and links (shutdown waits) */
 
     c2s_session_t *sessions; /* every open connection on this loop */
     size_t session_count;

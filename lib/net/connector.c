@@ -233,7 +233,9 @@ static void on_targets(void *ud, int err, dns_targets_t *targets)
 static int parse_server(connector_t *k, const char *s, bool direct_tls)
 {
     char host[256];
-    unsigned port = direct_tls ? 5223 : 5222;
+    bool server = k->o.service == DNS_SERVICE_SERVER;
+    unsigned port =
+        server ? (direct_tls ? 5270 : 5269) : (direct_tls ? 5223 : 5222);
     const char *colon = strrchr(s, ':');
     if (s[0] == '[') {
         const char *end = strchr(s, ']');
@@ -296,7 +298,7 @@ int connector_start(connector_t *k, const connector_opts_t *o, connector_cb cb,
     if (tok == NULL)
         return -1;
     k->busy = true;
-    dns_resolve_xmpp(k->dns, k->domain, on_targets, tok);
+    dns_resolve_xmpp_service(k->dns, k->domain, k->o.service, on_targets, tok);
     return 0;
 }
 

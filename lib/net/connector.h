@@ -35,7 +35,11 @@ typedef struct connector_opts {
     bool direct_tls;    /* with server: TLS from the first byte (default
                            port 5223 instead of 5222) */
     unsigned connect_timeout_ms; /* per address; 0: the kernel's */
-    conn_opts_t conn;            /* for the connections made */
+    /* DNS_SERVICE_CLIENT (0, the default) or DNS_SERVICE_SERVER: which SRV
+     * records, and the default ports (5222/5223, or 5269/5270 for a
+     * server's "host" without a port). */
+    dns_service_t service;
+    conn_opts_t conn; /* for the connections made */
 } connector_opts_t;
 
 /* The result of an attempt. On CONNECTOR_OK conn is connected and belongs

@@ -32,6 +32,7 @@
 
 /* RFC 6120 §3.2.2: the fallback when there is no _xmpp-client record. */
 #define XMPP_CLIENT_PORT 5222
+#define XMPP_SERVER_PORT 5269
 /* RFC 1035 §2.3.4: 255 octets on the wire, 253 characters as text. */
 #define DNS_NAME_MAX 253
 
@@ -64,7 +65,8 @@ struct dns_req {
     dns_addr_cb addr_cb;
     /* dns_resolve_xmpp */
     char *domain;
-    unsigned pending; /* SRV queries not yet answered */
+    unsigned short fallback_port; /* 5222 or 5269 */
+    unsigned pending;             /* SRV queries not yet answered */
     dns_srv_query_t srv[2];
     dns_targets_t targets;
     /* dns_resolve_addr */
@@ -555,7 +557,7 @@ static int xmpp_fallback(dns_req_t *r)
         r->targets.v = NULL;
         return DNS_ERR_NOMEM;
     }
-    r->targets.v[0].port = XMPP_CLIENT_PORT;
+    r->targets.v[0].port = r->fallback_port;
     r->targets.v[0].direct_tls = false;
     r->targets.n = 1;
     return DNS_OK;
@@ -629,6 +631,12 @@ static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf,
 
 void dns_resolve_xmpp(dns_t *d, const char *domain, dns_xmpp_cb cb, void *ud)
 {
+    dns_resolve_xmpp_service(d, domain, DNS_SERVICE_CLIENT, cb, ud);
+}
+
+void dns_resolve_xmpp_service(dns_t *d, const char *domain, dns_service_t svc,
+                              dns_xmpp_cb cb, void *ud)
+{
     if (d->closing) {
         cb(ud, DNS_ERR_CANCELLED, NULL);
         return;
@@ -640,13 +648,15 @@ void dns_resolve_xmpp(dns_t *d, const char *domain, dns_xmpp_cb cb, void *ud)
     }
     r->is_xmpp = true;
     r->xmpp_cb = cb;
+    r->fallback_port =
+        svc == DNS_SERVICE_SERVER ? XMPP_SERVER_PORT : XMPP_CLIENT_PORT;
     if (!name_ok(domain)) {
         req_done(r, DNS_ERR_NOT_FOUND);
         return;
     }
     struct sockaddr_storage ss;
     char lit[INET6_ADDRSTRLEN];
-    if (parse_ip_literal(domain, XMPP_CLIENT_PORT, &ss, lit, sizeof(lit))) {
+    if (parse_ip_literal(domain, r->fallback_port, &ss, lit, sizeof(lit))) {
         /* An IP-literal domain has no SRV records to ask for. */
         r->domain = strdup(lit);
         req_done(r, r->domain != NULL ? xmpp_fallback(r) : DNS_ERR_NOMEM);
@@ -657,10 +667,13 @@ void dns_resolve_xmpp(dns_t *d, const char *domain, dns_xmpp_cb cb, void *ud)
         req_done(r, DNS_ERR_NOMEM);
         return;
     }
-    static const char *const service[2] = {
-        [SRV_XMPPS] = "_xmpps-client._tcp.",
-        [SRV_XMPP] = "_xmpp-client._tcp.",
+    static const char *const services[2][2] = {
+        {[SRV_XMPPS] = "_xmpps-client._tcp.",
+         [SRV_XMPP] = "_xmpp-client._tcp."},
+        {[SRV_XMPPS] = "_xmpps-server._tcp.",
+         [SRV_XMPP] = "_xmpp-server._tcp."},
     };
+    const char *const *service = services[svc == DNS_SERVICE_SERVER];
     char name[sizeof("_xmpps-client._tcp.") + DNS_NAME_MAX + 1];
     r->pending = 2;
     for (int i = 0; i < 2; i++) {

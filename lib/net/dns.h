@@ -100,6 +100,17 @@ const char *dns_strerror(int err);
 typedef void (*dns_xmpp_cb)(void *ud, int err, dns_targets_t *targets);
 void dns_resolve_xmpp(dns_t *d, const char *domain, dns_xmpp_cb cb, void *ud);
 
+/* Which XMPP service to look up: clients (_xmpps-client / _xmpp-client,
+ * fallback port 5222) or servers (_xmpps-server / _xmpp-server, fallback
+ * port 5269, RFC 6120 §3.2 for server-to-server). */
+typedef enum dns_service {
+    DNS_SERVICE_CLIENT = 0,
+    DNS_SERVICE_SERVER = 1,
+} dns_service_t;
+/* dns_resolve_xmpp() for either service, with the same rules. */
+void dns_resolve_xmpp_service(dns_t *d, const char *domain, dns_service_t svc,
+                              dns_xmpp_cb cb, void *ud);
+
 /* Addresses of one host (A and AAAA, in c-ares' RFC 6724 order), each
  * with `port` set, for the connector. An IP literal (bracketed or not) is
  * answered without a query. Same callback rules as dns_resolve_xmpp(),

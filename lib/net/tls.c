@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,6 +65,7 @@ struct tls_ctx {
     SSL_CTX *ssl; /* replaced by tls_ctx_reload; SSLs hold a reference */
     char *alpn;   /* NULL: no ALPN; immutable, the ALPN callback reads it */
     bool server;
+    bool soft; /* verify_soft: the name is checked by the caller */
 };
 
 /* Owned by whoever created it (a session); holds its SSL and, only while
@@ -373,7 +375,20 @@ static SSL_CTX *tls_build(tls_ctx_t *ctx, const tls_ctx_opts_t *o, char *err,
             goto fail;
         }
     }
-    if (ctx->server) {
+    if (o->verify_soft || o->request_peer_cert) {
+        /* s2s: the system's anchors plus ca_file; never fail the
+         * handshake on the peer's certificate (tls_verify_client_cb keeps
+         * the outcome). */
+        if (SSL_CTX_set_default_verify_paths(ssl) != 1) {
+            tls_cfg_err(err, errlen, "cannot load the system trust store");
+            goto fail;
+        }
+        SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, tls_verify_client_cb);
+        if (ctx->server) {
+            static const unsigned char sid_ctx[] = "starling-s2s";
+            SSL_CTX_set_session_id_context(ssl, sid_ctx, sizeof(sid_ctx) - 1);
+        }
+    } else if (ctx->server) {
         if (o->ca_file != NULL) {
             /* Ask for a certificate, never require one (no
              * FAIL_IF_NO_PEER_CERT), and name our CAs so that a client with
@@ -435,6 +450,7 @@ static tls_ctx_t *tls_ctx_new(const tls_ctx_opts_t *o, bool server, char *err,
         return NULL;
     }
     ctx->server = server;
+    ctx->soft = o->verify_soft;
     if (o->alpn != NULL && (ctx->alpn = strdup(o->alpn)) == NULL) {
         tls_cfg_err(err, errlen, "out of memory");
         free(ctx);
@@ -574,7 +590,7 @@ tls_conn_t *tls_conn_new_client(tls_ctx_t *ctx, const char *server_name)
             memcpy(sni, server_name, strlen(server_name) + 1);
             ok = SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
                           TLSEXT_NAMETYPE_host_name, sni) == 1 &&
-                 SSL_set1_host(c->ssl, server_name) == 1;
+                 (ctx->soft || SSL_set1_host(c->ssl, server_name) == 1);
         }
     }
     if (!ok) {
@@ -970,6 +986,66 @@ int tls_conn_peer_names(tls_conn_t *c, char ***names)
     }
     *names = l.v;
     return (int)l.n;
+}
+
+/* The certificate's otherName SANs of type `nid` equal to `want`
+ * (ASCII case-insensitive, exact length). */
+static bool tls_othername_is(X509 *cert, int nid, const char *want)
+{
+    GENERAL_NAMES *gens =
+        X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    bool found = false;
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens) && !found;
+         i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_OTHERNAME ||
+            OBJ_obj2nid(g->d.otherName->type_id) != nid)
+            continue;
+        const ASN1_TYPE *v = g->d.otherName->value;
+        if (v == NULL ||
+            (v->type != V_ASN1_UTF8STRING && v->type != V_ASN1_IA5STRING))
+            continue;
+        const ASN1_STRING *str = v->value.asn1_string;
+        size_t n = (size_t)ASN1_STRING_length(str);
+        found =
+            n == strlen(want) &&
+            strncasecmp((const char *)ASN1_STRING_get0_data(str), want, n) == 0;
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+bool tls_conn_peer_valid_for(tls_conn_t *c, const char *domain,
+                             const char *srv_service)
+{
+    if (!c->handshake_done || c->failed || domain == NULL)
+        return false;
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    if (cert == NULL || c->peer_unverified ||
+        SSL_get_verify_result(c->ssl) != X509_V_OK)
+        return false;
+    bool ok =
+        X509_check_host(cert, domain, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                        NULL) == 1 ||
+        tls_othername_is(cert, NID_XmppAddr, domain);
+    if (!ok && srv_service != NULL) {
+        char srv[300];
+        int n = snprintf(srv, sizeof(srv), "_%s.%s", srv_service, domain);
+        ok = n > 0 && (size_t)n < sizeof(srv) &&
+             tls_othername_is(cert, NID_SRVName, srv);
+    }
+    ERR_clear_error();
+    return ok;
+}
+
+const char *tls_conn_verify_error(tls_conn_t *c)
+{
+    if (SSL_get0_peer_certificate(c->ssl) == NULL)
+        return "no certificate";
+    long vr = SSL_get_verify_result(c->ssl);
+    if (vr != X509_V_OK)
+        return X509_verify_cert_error_string(vr);
+    return c->peer_unverified ? "did not verify" : "";
 }
 
 void tls_names_free(char **names)

@@ -48,6 +48,15 @@ typedef struct tls_ctx_opts {
     bool legacy_ciphers;   /* also allow TLS 1.2 CBC-mode suites */
     bool insecure;         /* client: accept any server certificate; only
                               ever from an explicit user choice */
+    /* Server-to-server. verify_soft: a peer certificate that does not
+     * verify (chain, time, name) never fails the handshake; the outcome is
+     * kept for tls_conn_peer_valid_for(), so that the caller can fall back
+     * to Server Dialback. request_peer_cert (server): ask every client for
+     * a certificate, verified against the system's trust store plus
+     * ca_file. With either, the trust anchors are the system store plus
+     * ca_file. */
+    bool verify_soft;
+    bool request_peer_cert;
 } tls_ctx_opts_t;
 
 typedef struct tls_ctx tls_ctx_t;
@@ -147,6 +156,19 @@ int tls_conn_cb_unique(tls_conn_t *c, unsigned char *out, size_t size);
  * against ca_file; TLS_ERR_NOMEM. */
 int tls_conn_peer_names(tls_conn_t *c, char ***names);
 void tls_names_free(char **names);
+
+/* RFC 6125 as RFC 6120 §13.7.2 and RFC 7590 profile it for servers: the
+ * peer's certificate chain verified against the trust anchors, and it
+ * names `domain` — a dNSName (a wildcard only as the whole left-most
+ * label; the subject CN only when there is no dNSName), an SRV-ID
+ * "_SERVICE.domain" (`srv_service` e.g. "xmpp-server"; NULL: none), or an
+ * XmppAddr equal to the domain. `domain` is compared as given (ASCII; an
+ * IDN is passed as its A-label for dNSNames). */
+bool tls_conn_peer_valid_for(tls_conn_t *c, const char *domain,
+                             const char *srv_service);
+/* Why the peer's certificate did not verify, one line ("" when it did;
+ * "no certificate" when none was sent). */
+const char *tls_conn_verify_error(tls_conn_t *c);
 
 /* SHA-256 of the peer certificate's SubjectPublicKeyInfo (DER), the value
  * HPKP pins named; for pinning a server's key. Returns 0, or -1 when the

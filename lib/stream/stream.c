@@ -83,7 +83,24 @@ struct stream {
 
     const char *error_sent;
     bool send_failed; /* the owner could not queue bytes: no more output */
+
+    /* s2s (stream_new_s2s_in) */
+    bool s2s;
+    char *peer;     /* the header's 'from', nameprep'd, or NULL */
+    char *external; /* the domain SASL EXTERNAL authenticated, or NULL */
+    struct s2s_pair *pairs;
+    size_t npairs;
 };
+
+/* A (from, to) pair of domains that asked for dialback on this stream;
+ * valid once the authoritative server said so. */
+struct s2s_pair {
+    char *from, *to;
+    bool valid;
+};
+
+/* Dialback requests one stream may have (XEP-0220 multiplexing). */
+enum { S2S_PAIRS_MAX = 64 };
 
 static void process_element(stream_t *s, xml_tree_t *t);
 static void process_queue(stream_t *s);
@@ -159,8 +176,14 @@ static int send_tree(stream_t *s, const xml_node_t *el)
 
 /* Our stream header (RFC 6120 §4.7): from = the served domain, to = the
  * client's JID when it gave one, a fresh unguessable id, version 1.0. */
+static void send_header_s2s(stream_t *s, const char *to);
+
 static void send_header(stream_t *s, const char *to)
 {
+    if (s->s2s) {
+        send_header_s2s(s, to);
+        return;
+    }
     if (rand_id(s->id, sizeof(s->id), 128) < 0) {
         /* Without randomness there is no safe stream id; give up. */
         call_close(s);
@@ -351,8 +374,14 @@ static int offer_feature(stream_t *s, const stream_feature_t *f, buf_t *b)
     return rc;
 }
 
+static void send_features_s2s(stream_t *s);
+
 static void send_features(stream_t *s)
 {
+    if (s->s2s) {
+        send_features_s2s(s);
+        return;
+    }
     unsigned when = feature_phase(s);
     s->advertised_mechs = 0;
     s->advertised_cb = 0;
@@ -419,7 +448,24 @@ static void on_header(void *ud, xml_tree_t *t)
     /* The client's JID, echoed as 'to' (RFC 6120 §4.7.2). */
     char *client_jid = NULL;
     const char *from = xml_element_attr(h, NULL, "from");
-    if (from != NULL) {
+    if (from != NULL && s->s2s) {
+        /* A server's domain (RFC 6120 §4.7.1): kept for EXTERNAL. */
+        char d[JID_PART_BUF];
+        if (jid_prepare_domain(from, strlen(from), 0, d, NULL) != JID_OK) {
+            xml_tree_free(t);
+            fail_stream(s, "invalid-from", "the 'from' is not a domain");
+            return;
+        }
+        free(s->peer);
+        s->peer = strdup(d);
+        client_jid = strdup(d);
+        if (s->peer == NULL || client_jid == NULL) {
+            free(client_jid);
+            xml_tree_free(t);
+            fail_stream(s, "resource-constraint", NULL);
+            return;
+        }
+    } else if (from != NULL) {
         jid_t j;
         if (jid_parse(from, strlen(from), 0, &j) != JID_OK) {
             xml_tree_free(t);
@@ -941,6 +987,33 @@ feature_for(const stream_t *s, const xml_node_t *el, size_t from, size_t to)
     return NULL;
 }
 
+static void process_s2s(stream_t *s, xml_tree_t *t);
+
+/* A stanza in the stream's content namespace (jabber:client, or
+ * jabber:server on s2s); otherwise the stream ends (invalid-namespace for
+ * the other one, unsupported-stanza-type for anything else) and t is
+ * freed. */
+static bool stanza_ns_ok(stream_t *s, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    const char *want = s->s2s ? XML_NS_SERVER : XML_NS_CLIENT;
+    const char *other = s->s2s ? XML_NS_CLIENT : XML_NS_SERVER;
+    bool stanza = is_stanza_name(el->name);
+    if (stanza && el->ns != NULL && strcmp(el->ns, other) == 0) {
+        xml_tree_free(t);
+        fail_stream(s, "invalid-namespace",
+                    s->s2s ? "jabber:client on a server stream"
+                           : "jabber:server on a client stream");
+        return false;
+    }
+    if (!stanza || el->ns == NULL || strcmp(el->ns, want) != 0) {
+        xml_tree_free(t);
+        fail_stream(s, "unsupported-stanza-type", NULL);
+        return false;
+    }
+    return true;
+}
+
 static void process_element(stream_t *s, xml_tree_t *t)
 {
     const xml_node_t *el = t->root;
@@ -971,6 +1044,10 @@ static void process_element(stream_t *s, xml_tree_t *t)
         return;
     }
 
+    if (s->s2s) {
+        process_s2s(s, t);
+        return;
+    }
     /* Top-level elements of the built-in features (STARTTLS, SASL) come
      * first: they are what negotiation is made of. */
     const stream_feature_t *f = feature_for(s, el, 0, BUILTIN_COUNT);
@@ -990,17 +1067,8 @@ static void process_element(stream_t *s, xml_tree_t *t)
         f->handle(s, s->ud, f, t);
         return;
     }
-    bool stanza = is_stanza_name(el->name);
-    if (stanza && el->ns != NULL && strcmp(el->ns, XML_NS_SERVER) == 0) {
-        xml_tree_free(t);
-        fail_stream(s, "invalid-namespace", "jabber:server on a client stream");
+    if (!stanza_ns_ok(s, t))
         return;
-    }
-    if (!stanza || el->ns == NULL || strcmp(el->ns, XML_NS_CLIENT) != 0) {
-        xml_tree_free(t);
-        fail_stream(s, "unsupported-stanza-type", NULL);
-        return;
-    }
     if (!s->authenticated) {
         xml_tree_free(t);
         fail_stream(s, "not-authorized", "authenticate first");
@@ -1048,6 +1116,360 @@ static void process_queue(stream_t *s)
     }
 }
 
+/* ----------------------------------------------------- server-to-server */
+
+/* Our header on an s2s stream (RFC 6120 §4.7, XEP-0220 §2.1): jabber:server
+ * with the dialback namespace declared, from = our domain, to = the peer's
+ * domain when it gave one. Written by hand: the db prefix must be declared
+ * on the root for the peer's parser. */
+static void send_header_s2s(stream_t *s, const char *to)
+{
+    if (rand_id(s->id, sizeof(s->id), 128) < 0) {
+        call_close(s);
+        return;
+    }
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(
+        &b, "<?xml version='1.0'?><stream:stream xmlns='" XML_NS_SERVER
+            "' xmlns:stream='" XML_NS_STREAMS "' xmlns:db='" STREAM_NS_DIALBACK
+            "'");
+    if (s->domain != NULL) {
+        rc |= buf_append_str(&b, " from='");
+        rc |= xml_escape_attr(s->domain, strlen(s->domain), &b);
+        rc |= buf_append_str(&b, "'");
+    }
+    if (to != NULL) {
+        rc |= buf_append_str(&b, " to='");
+        rc |= xml_escape_attr(to, strlen(to), &b);
+        rc |= buf_append_str(&b, "'");
+    }
+    rc |= buf_append_str(&b, " id='");
+    rc |= buf_append_str(&b, s->id);
+    rc |= buf_append_str(&b, "' version='1.0' xml:lang='en'>");
+    if (rc != 0) {
+        buf_free(&b);
+        call_close(s);
+        return;
+    }
+    s->header_sent = true;
+    send_buf(s, &b);
+    buf_free(&b);
+}
+
+static bool external_possible(stream_t *s)
+{
+    return s->tls && s->peer != NULL && s->hooks.peer_cert_valid != NULL &&
+           s->hooks.peer_cert_valid(s->ud, s->peer);
+}
+
+static void send_features_s2s(stream_t *s)
+{
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<stream:features>");
+    if (tls_pending(s))
+        rc |= offer_starttls(s, NULL, &b);
+    /* RFC 6120 §5.3.1: only STARTTLS while TLS is required and missing. */
+    if (!(tls_pending(s) && s->cfg->tls_required)) {
+        if (!s->authenticated && external_possible(s))
+            rc |= buf_append_str(&b, "<mechanisms xmlns='" STREAM_NS_SASL
+                                     "'><mechanism>EXTERNAL</mechanism>"
+                                     "</mechanisms>");
+        /* XEP-0220 §2.1: also after EXTERNAL, for more domains. */
+        if (s->cfg->dialback)
+            rc |= buf_append_str(&b, "<dialback xmlns='" STREAM_NS_DIALBACK_FEAT
+                                     "'><errors/></dialback>");
+    }
+    rc |= buf_append_str(&b, "</stream:features>");
+    send_built(s, &b, rc);
+}
+
+static void s2s_sasl_failure(stream_t *s, const char *condition)
+{
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<failure xmlns='" STREAM_NS_SASL "'><");
+    rc |= buf_append_str(&b, condition);
+    rc |= buf_append_str(&b, "/></failure>");
+    send_built(s, &b, rc);
+    if (++s->auth_failures >= 2)
+        fail_stream(s, "policy-violation", "SASL EXTERNAL failed twice");
+}
+
+/* XEP-0178 §2: SASL EXTERNAL for a server, with an authorization identity
+ * that is empty, "=" or the header's 'from'. */
+static void handle_sasl_s2s(stream_t *s, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    if (strcmp(el->name, "auth") != 0 || s->authenticated) {
+        bool abort_ = strcmp(el->name, "abort") == 0;
+        xml_tree_free(t);
+        if (abort_ && !s->authenticated)
+            s2s_sasl_failure(s, "aborted");
+        else
+            fail_stream(s, "policy-violation", "unexpected SASL element");
+        return;
+    }
+    const char *mech = xml_element_attr(el, NULL, "mechanism");
+    if (mech == NULL || strcmp(mech, "EXTERNAL") != 0 ||
+        !external_possible(s)) {
+        const char *cond = mech == NULL || strcmp(mech, "EXTERNAL") != 0
+                               ? "invalid-mechanism"
+                               : "not-authorized";
+        xml_tree_free(t);
+        s2s_sasl_failure(s, cond);
+        return;
+    }
+    unsigned char *authzid = NULL;
+    long n = stream_sasl_decode(t, el, &authzid, NULL);
+    xml_tree_free(t);
+    if (n < 0) {
+        s2s_sasl_failure(s, "incorrect-encoding");
+        return;
+    }
+    bool ok = true;
+    if (n > 0) {
+        char d[JID_PART_BUF];
+        ok = memchr(authzid, '\0', (size_t)n) == NULL &&
+             jid_prepare_domain((const char *)authzid, (size_t)n, 0, d, NULL) ==
+                 JID_OK &&
+             strcmp(d, s->peer) == 0;
+    }
+    free(authzid);
+    if (!ok) {
+        s2s_sasl_failure(s, "invalid-authzid");
+        return;
+    }
+    s->external = strdup(s->peer);
+    if (s->external == NULL) {
+        fail_stream(s, "resource-constraint", NULL);
+        return;
+    }
+    send_str(s, "<success xmlns='" STREAM_NS_SASL "'/>");
+    s->authenticated = true;
+    xml_parser_set_limits(s->parser, &s->cfg->limits);
+    restart_stream(s);
+}
+
+static struct s2s_pair *pair_find(const stream_t *s, const char *from,
+                                  const char *to)
+{
+    for (size_t i = 0; i < s->npairs; i++)
+        if (strcmp(s->pairs[i].from, from) == 0 &&
+            strcmp(s->pairs[i].to, to) == 0)
+            return &s->pairs[i];
+    return NULL;
+}
+
+/* The pair, added when new; NULL when out of room or memory. */
+static struct s2s_pair *pair_get(stream_t *s, const char *from, const char *to)
+{
+    struct s2s_pair *p = pair_find(s, from, to);
+    if (p != NULL || s->npairs >= S2S_PAIRS_MAX)
+        return p;
+    struct s2s_pair *v = realloc(s->pairs, (s->npairs + 1) * sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    s->pairs = v;
+    p = &v[s->npairs];
+    p->from = strdup(from);
+    p->to = strdup(to);
+    p->valid = false;
+    if (p->from == NULL || p->to == NULL) {
+        free(p->from);
+        free(p->to);
+        return NULL;
+    }
+    s->npairs++;
+    return p;
+}
+
+bool stream_s2s_authorized(const stream_t *s, const char *from_domain,
+                           const char *to_domain)
+{
+    if (s->external != NULL && strcmp(s->external, from_domain) == 0 &&
+        stream_config_host(s->cfg, to_domain) != NULL)
+        return true;
+    const struct s2s_pair *p = pair_find(s, from_domain, to_domain);
+    return p != NULL && p->valid;
+}
+
+const char *stream_peer_domain(const stream_t *s)
+{
+    return s->peer;
+}
+
+/* <db:NAME from to [id] type='TYPE'>[<error type='cancel'><COND/></error>]
+ * (XEP-0220 §2.4, §4). */
+static void send_db(stream_t *s, const char *name, const char *from,
+                    const char *to, const char *id, const char *type,
+                    const char *error)
+{
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<db:");
+    rc |= buf_append_str(&b, name);
+    rc |= buf_append_str(&b, " xmlns:db='" STREAM_NS_DIALBACK "' from='");
+    rc |= xml_escape_attr(from, strlen(from), &b);
+    rc |= buf_append_str(&b, "' to='");
+    rc |= xml_escape_attr(to, strlen(to), &b);
+    if (id != NULL) {
+        rc |= buf_append_str(&b, "' id='");
+        rc |= xml_escape_attr(id, strlen(id), &b);
+    }
+    rc |= buf_append_str(&b, "' type='");
+    rc |= buf_append_str(&b, type);
+    if (error == NULL) {
+        rc |= buf_append_str(&b, "'/>");
+    } else {
+        rc |= buf_append_str(&b, "'><error type='cancel'><");
+        rc |= buf_append_str(&b, error);
+        rc |=
+            buf_append_str(&b, " xmlns='" STREAM_NS_STANZAS "'/></error></db:");
+        rc |= buf_append_str(&b, name);
+        rc |= buf_append_str(&b, ">");
+    }
+    send_built(s, &b, rc);
+}
+
+/* A domain attribute of a dialback element, nameprep'd into d. */
+static bool db_domain(const char *v, char d[JID_PART_BUF])
+{
+    return v != NULL && v[0] != '\0' &&
+           jid_prepare_domain(v, strlen(v), 0, d, NULL) == JID_OK;
+}
+
+/* XEP-0220: <db:result/> (a request to be checked) and <db:verify/> (a
+ * question about a key of ours). */
+static void handle_dialback(stream_t *s, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    bool result = strcmp(el->name, "result") == 0;
+    bool verify = strcmp(el->name, "verify") == 0;
+    if (!s->cfg->dialback || (!result && !verify) ||
+        xml_element_attr(el, NULL, "type") != NULL) {
+        /* Typed elements are answers: they belong on our outgoing
+         * streams, never here. */
+        xml_tree_free(t);
+        fail_stream(s, "unsupported-stanza-type", NULL);
+        return;
+    }
+    char from[JID_PART_BUF], to[JID_PART_BUF];
+    const char *key = xml_element_text(t, el);
+    const char *id = xml_element_attr(el, NULL, "id");
+    if (!db_domain(xml_element_attr(el, NULL, "from"), from) ||
+        !db_domain(xml_element_attr(el, NULL, "to"), to) || key == NULL ||
+        key[0] == '\0' || (verify && (id == NULL || id[0] == '\0'))) {
+        xml_tree_free(t);
+        fail_stream(s, "improper-addressing",
+                    "dialback needs 'from', 'to' and a key");
+        return;
+    }
+    if (stream_config_host(s->cfg, to) == NULL) {
+        /* XEP-0220 §2.4: not a domain of ours. */
+        send_db(s, el->name, to, from, verify ? id : NULL, "error",
+                "item-not-found");
+        xml_tree_free(t);
+        return;
+    }
+    if (verify) {
+        s->hooks.dialback_verify(s->ud, from, to, id, key);
+        xml_tree_free(t);
+        return;
+    }
+    struct s2s_pair *p = pair_get(s, from, to);
+    if (p == NULL) {
+        xml_tree_free(t);
+        fail_stream(s, "resource-constraint", "too many dialback requests");
+        return;
+    }
+    s->hooks.dialback_result(s->ud, from, to, key);
+    xml_tree_free(t);
+}
+
+void stream_dialback_result(stream_t *s, const char *from, const char *to,
+                            const char *condition)
+{
+    if (s->state != STREAM_OPEN)
+        return;
+    struct s2s_pair *p = pair_find(s, from, to);
+    if (p == NULL)
+        return;
+    if (condition == NULL) {
+        if (!s->authenticated && s->external == NULL)
+            xml_parser_set_limits(s->parser, &s->cfg->limits);
+        p->valid = true;
+        send_db(s, "result", to, from, NULL, "valid", NULL);
+    } else if (strcmp(condition, "invalid") == 0) {
+        p->valid = false;
+        send_db(s, "result", to, from, NULL, "invalid", NULL);
+    } else {
+        p->valid = false;
+        send_db(s, "result", to, from, NULL, "error", condition);
+    }
+}
+
+void stream_dialback_verify_done(stream_t *s, const char *from, const char *to,
+                                 const char *id, bool valid)
+{
+    if (s->state == STREAM_OPEN)
+        send_db(s, "verify", to, from, id, valid ? "valid" : "invalid", NULL);
+}
+
+/* A stanza from the peer server: RFC 6120 §8.1.1.1 ('to' required),
+ * §8.1.2.2 ('from' required and authenticated), §4.9.3.9, §10.1-5 of the
+ * feature set. */
+static void handle_s2s_stanza(stream_t *s, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    const char *from_s = xml_element_attr(el, NULL, "from");
+    const char *to_s = xml_element_attr(el, NULL, "to");
+    jid_t from = {0}, to = {0};
+    const char *cond = NULL;
+    if (s->external == NULL && s->npairs == 0)
+        cond = "not-authorized";
+    else if (from_s == NULL || to_s == NULL)
+        cond = "improper-addressing";
+    else if (jid_parse(from_s, strlen(from_s), 0, &from) != JID_OK)
+        cond = "invalid-from";
+    else if (jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK)
+        cond = "improper-addressing";
+    else if (stream_config_host(s->cfg, to.domain) == NULL)
+        cond = "host-unknown";
+    else if (!stream_s2s_authorized(s, from.domain, to.domain))
+        cond = "invalid-from";
+    jid_clear(&from);
+    jid_clear(&to);
+    if (cond != NULL) {
+        xml_tree_free(t);
+        fail_stream(s, cond, NULL);
+        return;
+    }
+    s->hooks.stanza(s->ud, t);
+}
+
+static void process_s2s(stream_t *s, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    if (el->ns != NULL && strcmp(el->ns, STREAM_NS_TLS) == 0) {
+        handle_starttls(s, s->ud, NULL, t);
+        return;
+    }
+    if (!s->tls && s->cfg->tls_required &&
+        (s->cfg->tls_available || s->cfg->tls_direct)) {
+        xml_tree_free(t);
+        fail_stream(s, "policy-violation", "STARTTLS is required");
+        return;
+    }
+    if (el->ns != NULL && strcmp(el->ns, STREAM_NS_SASL) == 0) {
+        handle_sasl_s2s(s, t);
+        return;
+    }
+    if (el->ns != NULL && strcmp(el->ns, STREAM_NS_DIALBACK) == 0) {
+        handle_dialback(s, t);
+        return;
+    }
+    if (stanza_ns_ok(s, t))
+        handle_s2s_stanza(s, t);
+}
+
 /* --------------------------------------------------- parser callbacks */
 
 static void on_element(void *ud, xml_tree_t *t)
@@ -1078,8 +1500,8 @@ static void on_stream_end(void *ud)
 
 /* --------------------------------------------------------------- public */
 
-stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
-                         void *ud)
+static stream_t *stream_new(const stream_config_t *cfg, const stream_hooks_t *h,
+                            void *ud, bool s2s)
 {
     stream_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -1087,8 +1509,9 @@ stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
     s->cfg = cfg;
     s->hooks = *h;
     s->ud = ud;
+    s->s2s = s2s;
     snprintf(s->lang, sizeof(s->lang), "en");
-    xml_parser_opts_t po = {.content_ns = XML_NS_CLIENT,
+    xml_parser_opts_t po = {.content_ns = s2s ? XML_NS_SERVER : XML_NS_CLIENT,
                             .limits = cfg->limits_preauth};
     xml_parser_cbs_t cbs = {on_header, on_element, on_stream_end};
     s->parser = xml_parser_new(&po, &cbs, s);
@@ -1098,6 +1521,18 @@ stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
     }
     s->state = STREAM_WAIT_HEADER;
     return s;
+}
+
+stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
+                         void *ud)
+{
+    return stream_new(cfg, h, ud, false);
+}
+
+stream_t *stream_new_s2s_in(const stream_config_t *cfg, const stream_hooks_t *h,
+                            void *ud)
+{
+    return stream_new(cfg, h, ud, true);
 }
 
 static void free_cert_names(stream_t *s)
@@ -1126,6 +1561,13 @@ void stream_free(stream_t *s)
     xml_tree_free(s->bind_req);
     jid_clear(&s->user);
     jid_clear(&s->full);
+    free(s->peer);
+    free(s->external);
+    for (size_t i = 0; i < s->npairs; i++) {
+        free(s->pairs[i].from);
+        free(s->pairs[i].to);
+    }
+    free(s->pairs);
     free(s);
 }
 

@@ -47,6 +47,9 @@ typedef struct stream_tls_info {
     size_t cert_name_count;
 } stream_tls_info_t;
 
+#define STREAM_NS_DIALBACK      "jabber:server:dialback"
+#define STREAM_NS_DIALBACK_FEAT "urn:xmpp:features:dialback"
+
 typedef struct stream_hooks {
     /* Queue bytes for the peer. */
     void (*send)(void *ud, const char *data, size_t len);
@@ -77,6 +80,22 @@ typedef struct stream_hooks {
      * that): the stream then stops sending and closes itself
      * (CONVENTIONS.md, out-of-memory policy). */
     int (*send_checked)(void *ud, const char *data, size_t len);
+
+    /* Server-to-server streams (stream_new_s2s_in) only; NULL otherwise.
+     * Is the peer's TLS certificate valid for `domain` (RFC 6125, checked
+     * by the owner)? Decides whether SASL EXTERNAL (XEP-0178) is offered
+     * and accepted. */
+    bool (*peer_cert_valid)(void *ud, const char *domain);
+    /* XEP-0220 §2.1.2: the originating server `from` asks to send stanzas
+     * to our domain `to` and gives `key`. The owner asks the authoritative
+     * server and answers with stream_dialback_result(). */
+    void (*dialback_result)(void *ud, const char *from, const char *to,
+                            const char *key);
+    /* XEP-0220 §2.3.2: a receiving server `from` asks whether `key` is
+     * ours for its stream `id` from our domain `to`; the owner answers
+     * with stream_dialback_verify_done(). */
+    void (*dialback_verify)(void *ud, const char *from, const char *to,
+                            const char *id, const char *key);
 } stream_hooks_t;
 
 typedef struct stream stream_t;
@@ -150,6 +169,8 @@ typedef struct stream_config {
      * referenced like the rest of the config. */
     const stream_feature_t *features;
     size_t feature_count;
+    /* s2s: Server Dialback (XEP-0220) is offered and accepted. */
+    bool dialback;
 } stream_config_t;
 
 /* The configured host equal to `domain` (nameprep'd), or NULL. The stream
@@ -161,6 +182,32 @@ const char *stream_config_host(const stream_config_t *cfg, const char *domain);
 stream_t *stream_new_c2s(const stream_config_t *cfg, const stream_hooks_t *h,
                          void *ud);
 void stream_free(stream_t *s);
+
+/* The receiving half of a server-to-server stream (RFC 6120, XEP-0220,
+ * XEP-0178): content namespace jabber:server; features STARTTLS, SASL
+ * EXTERNAL (when hooks->peer_cert_valid says the certificate is valid for
+ * the header's 'from') and dialback (cfg->dialback); no binding. A stanza
+ * reaches hooks->stanza only with a 'from' of a domain this stream
+ * authenticated (EXTERNAL, or dialback for the pair of its 'from' and 'to'
+ * domains) and a 'to' of a served domain; otherwise the stream ends with
+ * invalid-from, host-unknown, improper-addressing or not-authorized. A
+ * header without version='1.0' is refused (unsupported-version): pre-RFC
+ * dialback-only peers are not spoken to. */
+stream_t *stream_new_s2s_in(const stream_config_t *cfg, const stream_hooks_t *h,
+                            void *ud);
+/* The answer to hooks->dialback_result: NULL (valid: `from` may now send
+ * to `to` on this stream), "invalid", or a stanza error condition for
+ * type='error' (e.g. "remote-server-not-found"). */
+void stream_dialback_result(stream_t *s, const char *from, const char *to,
+                            const char *condition);
+/* The answer to hooks->dialback_verify. */
+void stream_dialback_verify_done(stream_t *s, const char *from, const char *to,
+                                 const char *id, bool valid);
+/* Whether `from_domain` may send stanzas to `to_domain` on this stream. */
+bool stream_s2s_authorized(const stream_t *s, const char *from_domain,
+                           const char *to_domain);
+/* The 'from' of the peer's stream header (nameprep'd), or NULL. */
+const char *stream_peer_domain(const stream_t *s);
 
 /* Bytes from the transport (plaintext, after TLS). */
 void stream_feed(stream_t *s, const char *data, size_t len);

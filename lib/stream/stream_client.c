@@ -32,6 +32,9 @@ enum phase {
     PH_SASL,     /* <auth/> sent */
     PH_BIND,     /* bind iq sent */
     PH_SESSION,  /* session iq sent */
+    PH_DB_KEY,   /* s2s: waiting for the owner's dialback key */
+    PH_DIALBACK, /* s2s: <db:result/> sent */
+    PH_VERIFY,   /* s2s: <db:verify/> sent */
     PH_READY,
 };
 
@@ -80,6 +83,15 @@ struct sclient {
     const char *mech_used; /* static name, after success */
 
     jid_t bound; /* the full JID once bound */
+
+    /* s2s (sclient_new_s2s, sclient_new_s2s_verify) */
+    bool s2s;
+    bool verify; /* a verification stream */
+    char *from, *to;
+    char *vid, *vkey;
+    bool have_cert, dialback, peer_cert_valid;
+    bool db_offered; /* the features offered dialback */
+    char stream_id[128];
 };
 
 /* ----------------------------------------------------------- output */
@@ -179,8 +191,14 @@ static void fail(sclient_t *c, int err, const char *cond, const char *text,
  * bare JID, to = the server's domain, version 1.0, xml:lang. Written by
  * hand rather than through xml_serialize_header() so that the content
  * namespace comes first, as every example in RFC 6120 writes it. */
+static void send_header_s2s(sclient_t *c);
+
 static void send_header(sclient_t *c)
 {
+    if (c->s2s) {
+        send_header_s2s(c);
+        return;
+    }
     buf_t b = BUF_INIT;
     char *from = jid_to_string(&c->jid, true);
     int rc = from == NULL;
@@ -235,6 +253,8 @@ static void on_header(void *ud, xml_tree_t *t)
     bool ok = version != NULL &&
               sscanf(version, "%u.%*u%n", &major, &used) >= 1 &&
               used == (int)strlen(version) && major == 1;
+    const char *id = xml_element_attr(t->root, NULL, "id");
+    snprintf(c->stream_id, sizeof(c->stream_id), "%s", id != NULL ? id : "");
     xml_tree_free(t);
     if (!ok) {
         fail(c, SCLIENT_ERR_PROTOCOL, "unsupported-version", NULL,
@@ -392,9 +412,17 @@ static void send_bind(sclient_t *c)
     buf_free(&b);
 }
 
+static void handle_features_s2s(sclient_t *c, xml_tree_t *t);
+
 static void handle_features(sclient_t *c, xml_tree_t *t)
 {
     const xml_node_t *f = t->root;
+    if (c->s2s &&
+        (c->tls || (xml_element_child(f, STREAM_NS_TLS, "starttls") == NULL &&
+                    c->allow_plaintext))) {
+        handle_features_s2s(c, t);
+        return;
+    }
     if (!c->tls) {
         if (xml_element_child(f, STREAM_NS_TLS, "starttls") != NULL) {
             xml_tree_free(t);
@@ -484,9 +512,15 @@ static void sasl_success(sclient_t *c, const unsigned char *d, size_t n)
     restart(c);
 }
 
+static void handle_sasl_s2s(sclient_t *c, xml_tree_t *t);
+
 static void handle_sasl(sclient_t *c, xml_tree_t *t)
 {
     const xml_node_t *el = t->root;
+    if (c->s2s) {
+        handle_sasl_s2s(c, t);
+        return;
+    }
     if (c->phase != PH_SASL || c->sasl == NULL) {
         xml_tree_free(t);
         fail(c, SCLIENT_ERR_PROTOCOL, NULL, NULL,
@@ -558,7 +592,7 @@ static void become_ready(sclient_t *c)
 {
     c->phase = PH_READY;
     c->state = SCLIENT_READY;
-    c->hooks.ready(c->ud, &c->bound);
+    c->hooks.ready(c->ud, c->s2s ? NULL : &c->bound);
 }
 
 static void send_session(sclient_t *c)
@@ -649,6 +683,8 @@ static void handle_stream_error(sclient_t *c, xml_tree_t *t)
 
 /* ------------------------------------------------- parser callbacks */
 
+static void handle_dialback_answer(sclient_t *c, xml_tree_t *t);
+
 static bool is_stanza(const xml_node_t *el)
 {
     return el->ns != NULL && strcmp(el->ns, XML_NS_CLIENT) == 0 &&
@@ -668,7 +704,15 @@ static void on_element(void *ud, xml_tree_t *t)
         handle_stream_error(c, t);
         return;
     }
+    if (c->s2s && xml_element_is(el, STREAM_NS_DIALBACK, NULL)) {
+        handle_dialback_answer(c, t);
+        return;
+    }
     switch (c->phase) {
+    case PH_DB_KEY:
+    case PH_DIALBACK:
+    case PH_VERIFY:
+        break;
     case PH_FEATURES:
         if (xml_element_is(el, XML_NS_STREAMS, "features")) {
             handle_features(c, t);
@@ -700,7 +744,7 @@ static void on_element(void *ud, xml_tree_t *t)
     case PH_READY:
         /* Stanza-level rules (IQ answers, 'from' checks) are the
          * library's; here stanzas are only delivered. */
-        if (is_stanza(el)) {
+        if (is_stanza(el) && !c->s2s) {
             c->hooks.stanza(c->ud, t);
             return;
         }
@@ -734,6 +778,19 @@ static void on_stream_end(void *ud)
 
 /* --------------------------------------------------------------- public */
 
+/* The parser of the peer's stream: `limits` (any field 0: the defaults),
+ * content namespace `ns`. Returns 0, or -1 when out of memory. */
+static int make_parser(sclient_t *c, const xml_limits_t *limits, const char *ns)
+{
+    xml_parser_opts_t po = {.content_ns = ns, .limits = *limits};
+    if (po.limits.max_element_size == 0 || po.limits.max_depth == 0 ||
+        po.limits.max_attrs == 0)
+        xml_limits_default(&po.limits);
+    xml_parser_cbs_t cbs = {on_header, on_element, on_stream_end};
+    c->parser = xml_parser_new(&po, &cbs, c);
+    return c->parser != NULL ? 0 : -1;
+}
+
 sclient_t *sclient_new(const sclient_config_t *cfg, const sclient_hooks_t *h,
                        void *ud)
 {
@@ -756,13 +813,7 @@ sclient_t *sclient_new(const sclient_config_t *cfg, const sclient_hooks_t *h,
     }
     if (cfg->password != NULL && (c->password = strdup(cfg->password)) == NULL)
         goto fail;
-    xml_parser_opts_t po = {.content_ns = XML_NS_CLIENT, .limits = cfg->limits};
-    if (po.limits.max_element_size == 0 || po.limits.max_depth == 0 ||
-        po.limits.max_attrs == 0)
-        xml_limits_default(&po.limits);
-    xml_parser_cbs_t cbs = {on_header, on_element, on_stream_end};
-    c->parser = xml_parser_new(&po, &cbs, c);
-    if (c->parser == NULL)
+    if (make_parser(c, &cfg->limits, XML_NS_CLIENT) < 0)
         goto fail;
     c->state = SCLIENT_CONNECTING;
     return c;
@@ -786,6 +837,10 @@ void sclient_free(sclient_t *c)
     }
     jid_clear(&c->jid);
     jid_clear(&c->bound);
+    free(c->from);
+    free(c->to);
+    free(c->vid);
+    free(c->vkey);
     free(c);
 }
 
@@ -872,6 +927,7 @@ void sclient_tls_done(sclient_t *c, bool ok, const sclient_tls_info_t *info)
             c->cb_unique_len = info->cb_unique_len;
         }
         c->have_client_cert = info->have_client_cert;
+        c->peer_cert_valid = info->peer_cert_valid;
     }
     if (c->state == SCLIENT_TLS) {
         /* RFC 6120 §5.4.3.3: a new stream over TLS (feature set 4-4). */
@@ -936,4 +992,242 @@ const jid_t *sclient_jid(const sclient_t *c)
 const char *sclient_mechanism(const sclient_t *c)
 {
     return c->mech_used;
+}
+
+/* ------------------------------------------------------ server-to-server */
+
+/* Our header on an s2s stream: jabber:server, the dialback namespace
+ * declared, from our domain to theirs (RFC 6120 §4.7.1, XEP-0220 §2.1). */
+static void send_header_s2s(sclient_t *c)
+{
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(
+        &b, "<?xml version='1.0'?><stream:stream xmlns='" XML_NS_SERVER
+            "' xmlns:stream='" XML_NS_STREAMS "' xmlns:db='" STREAM_NS_DIALBACK
+            "' from='");
+    rc |= xml_escape_attr(c->from, strlen(c->from), &b);
+    rc |= buf_append_str(&b, "' to='");
+    rc |= xml_escape_attr(c->to, strlen(c->to), &b);
+    rc |= buf_append_str(&b, "' version='1.0' xml:lang='en'>");
+    if (rc != 0) {
+        buf_free(&b);
+        report(c, SCLIENT_ERR_PROTOCOL, "resource-constraint", NULL,
+               "out of memory");
+        call_close(c);
+        return;
+    }
+    c->phase = PH_HEADER;
+    send_buf(c, &b);
+    buf_free(&b);
+}
+
+/* <db:NAME from to [id]>key</db:NAME>. */
+static void send_db_request(sclient_t *c, const char *name, const char *id,
+                            const char *key)
+{
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<db:");
+    rc |= buf_append_str(&b, name);
+    rc |= buf_append_str(&b, " from='");
+    rc |= xml_escape_attr(c->from, strlen(c->from), &b);
+    rc |= buf_append_str(&b, "' to='");
+    rc |= xml_escape_attr(c->to, strlen(c->to), &b);
+    if (id != NULL) {
+        rc |= buf_append_str(&b, "' id='");
+        rc |= xml_escape_attr(id, strlen(id), &b);
+    }
+    rc |= buf_append_str(&b, "'>");
+    rc |= xml_escape(key, strlen(key), &b);
+    rc |= buf_append_str(&b, "</db:");
+    rc |= buf_append_str(&b, name);
+    rc |= buf_append_str(&b, ">");
+    if (rc != 0) {
+        buf_free(&b);
+        fail(c, SCLIENT_ERR_PROTOCOL, NULL, NULL, "out of memory", NULL);
+        return;
+    }
+    send_buf(c, &b);
+    buf_free(&b);
+}
+
+static void start_dialback(sclient_t *c)
+{
+    if (!c->dialback || !c->db_offered) {
+        fail(c, SCLIENT_ERR_NO_MECH, NULL, NULL,
+             c->dialback ? "the peer offers neither a usable SASL EXTERNAL "
+                           "nor dialback"
+                         : "the peer's certificate is not valid for its "
+                           "domain and dialback is off",
+             NULL);
+        return;
+    }
+    c->phase = PH_DB_KEY;
+    c->hooks.dialback_key(c->ud, c->stream_id);
+}
+
+/* Features after TLS (or on a plaintext stream allowed for tests). */
+static void handle_features_s2s(sclient_t *c, xml_tree_t *t)
+{
+    const xml_node_t *f = t->root;
+    c->db_offered =
+        xml_element_child(f, STREAM_NS_DIALBACK_FEAT, "dialback") != NULL;
+    if (c->verify) {
+        /* XEP-0220 §2.3.1: the question needs no authentication. */
+        xml_tree_free(t);
+        c->phase = PH_VERIFY;
+        send_db_request(c, "verify", c->vid, c->vkey);
+        return;
+    }
+    if (c->authenticated) {
+        xml_tree_free(t);
+        become_ready(c);
+        return;
+    }
+    bool external = false;
+    const xml_node_t *mechs =
+        xml_element_child(f, STREAM_NS_SASL, "mechanisms");
+    for (const xml_node_t *m =
+             mechs != NULL
+                 ? xml_element_child(mechs, STREAM_NS_SASL, "mechanism")
+                 : NULL;
+         m != NULL; m = xml_element_next(m, STREAM_NS_SASL, "mechanism")) {
+        const char *name = xml_element_text(t, m);
+        if (name != NULL && strcmp(name, "EXTERNAL") == 0)
+            external = true;
+    }
+    xml_tree_free(t);
+    if (external && c->have_cert && c->peer_cert_valid && c->tls) {
+        /* XEP-0178 §2: the authorization identity "=" (our 'from'). */
+        c->phase = PH_SASL;
+        send_str(c, "<auth xmlns='" STREAM_NS_SASL
+                    "' mechanism='EXTERNAL'>=</auth>");
+        return;
+    }
+    start_dialback(c);
+}
+
+static void handle_sasl_s2s(sclient_t *c, xml_tree_t *t)
+{
+    bool success = strcmp(t->root->name, "success") == 0;
+    bool failure = strcmp(t->root->name, "failure") == 0;
+    xml_tree_free(t);
+    if (c->phase != PH_SASL || (!success && !failure)) {
+        fail(c, SCLIENT_ERR_PROTOCOL, NULL, NULL,
+             "unexpected SASL element from the peer",
+             "unsupported-stanza-type");
+        return;
+    }
+    if (failure) {
+        /* XEP-0178 §3: dialback may still prove us. */
+        start_dialback(c);
+        return;
+    }
+    c->mech_used = "EXTERNAL";
+    c->authenticated = true;
+    restart(c);
+}
+
+/* <db:result type/> on our stream, or <db:verify type/> on a verification
+ * stream (XEP-0220 §2.4, §2.3.3). */
+static void handle_dialback_answer(sclient_t *c, xml_tree_t *t)
+{
+    const xml_node_t *el = t->root;
+    const char *type = xml_element_attr(el, NULL, "type");
+    bool result = strcmp(el->name, "result") == 0 && c->phase == PH_DIALBACK;
+    bool verify = strcmp(el->name, "verify") == 0 && c->phase == PH_VERIFY;
+    if ((!result && !verify) || type == NULL) {
+        xml_tree_free(t);
+        fail(c, SCLIENT_ERR_PROTOCOL, NULL, NULL,
+             "unexpected dialback element from the peer",
+             "unsupported-stanza-type");
+        return;
+    }
+    bool valid = strcmp(type, "valid") == 0;
+    if (verify) {
+        xml_tree_free(t);
+        c->phase = PH_READY;
+        c->hooks.dialback_verified(c->ud, valid);
+        return;
+    }
+    if (valid) {
+        xml_tree_free(t);
+        become_ready(c);
+        return;
+    }
+    const xml_node_t *err = xml_element_child(el, NULL, "error");
+    if (err == NULL)
+        err = xml_element_child(el, STREAM_NS_DIALBACK, "error");
+    const char *cond =
+        err != NULL ? stream_condition_of(err, STREAM_NS_STANZAS) : NULL;
+    char desc[160];
+    snprintf(desc, sizeof(desc), "dialback refused by %s (%s%s%s)", c->to, type,
+             cond != NULL ? ": " : "", cond != NULL ? cond : "");
+    fail(c, SCLIENT_ERR_DIALBACK, cond != NULL ? cond : type, NULL, desc, NULL);
+    xml_tree_free(t);
+}
+
+static sclient_t *new_s2s(const sclient_s2s_config_t *cfg,
+                          const sclient_hooks_t *h, void *ud)
+{
+    if (cfg == NULL || cfg->from == NULL || cfg->to == NULL || h == NULL)
+        return NULL;
+    sclient_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->hooks = *h;
+    c->ud = ud;
+    c->s2s = true;
+    c->direct_tls = cfg->direct_tls;
+    c->allow_plaintext = cfg->allow_plaintext;
+    c->have_cert = cfg->have_cert;
+    c->dialback = cfg->dialback && h->dialback_key != NULL;
+    c->from = strdup(cfg->from);
+    c->to = strdup(cfg->to);
+    if (c->from == NULL || c->to == NULL)
+        goto fail;
+    if (make_parser(c, &cfg->limits, XML_NS_SERVER) < 0)
+        goto fail;
+    c->state = SCLIENT_CONNECTING;
+    return c;
+fail:
+    sclient_free(c);
+    return NULL;
+}
+
+sclient_t *sclient_new_s2s(const sclient_s2s_config_t *cfg,
+                           const sclient_hooks_t *h, void *ud)
+{
+    return new_s2s(cfg, h, ud);
+}
+
+sclient_t *sclient_new_s2s_verify(const sclient_s2s_config_t *cfg,
+                                  const char *id, const char *key,
+                                  const sclient_hooks_t *h, void *ud)
+{
+    if (id == NULL || key == NULL || h == NULL || h->dialback_verified == NULL)
+        return NULL;
+    sclient_t *c = new_s2s(cfg, h, ud);
+    if (c == NULL)
+        return NULL;
+    c->verify = true;
+    c->vid = strdup(id);
+    c->vkey = strdup(key);
+    if (c->vid == NULL || c->vkey == NULL) {
+        sclient_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sclient_s2s_dialback(sclient_t *c, const char *key)
+{
+    if (c->phase != PH_DB_KEY || c->state != SCLIENT_NEGOTIATING)
+        return;
+    c->phase = PH_DIALBACK;
+    send_db_request(c, "result", NULL, key);
+}
+
+const char *sclient_stream_id(const sclient_t *c)
+{
+    return c->stream_id;
 }

@@ -37,6 +37,7 @@ typedef enum sclient_error {
     SCLIENT_ERR_BIND = -6,     /* the bind request was refused */
     SCLIENT_ERR_PROTOCOL = -7, /* the server broke the protocol */
     SCLIENT_ERR_CLOSED = -8,   /* the server closed the stream */
+    SCLIENT_ERR_DIALBACK = -9, /* s2s: dialback refused (invalid, error) */
 } sclient_error_t;
 
 typedef struct sclient_tls_info {
@@ -45,6 +46,9 @@ typedef struct sclient_tls_info {
     const unsigned char *cb_unique;
     size_t cb_unique_len;
     bool have_client_cert;
+    /* s2s: the server's certificate is valid for the 'to' domain (RFC
+     * 6125, checked by the owner): SASL EXTERNAL may be used. */
+    bool peer_cert_valid;
 } sclient_tls_info_t;
 
 typedef struct sclient_hooks {
@@ -75,6 +79,14 @@ typedef struct sclient_hooks {
      * SCLIENT_ERR_PROTOCOL "resource-constraint" through failed and
      * closes; sclient_send() returns false. */
     int (*send_checked)(void *ud, const char *data, size_t len);
+
+    /* s2s only (sclient_new_s2s / _verify); NULL otherwise. */
+    /* Dialback (XEP-0220 §2.1.1) is the way in: compute the key for the
+     * receiving server's stream id (XEP-0185) and give it with
+     * sclient_s2s_dialback(). */
+    void (*dialback_key)(void *ud, const char *stream_id);
+    /* The authoritative server's answer to our <db:verify/>. */
+    void (*dialback_verified)(void *ud, bool valid);
 } sclient_hooks_t;
 
 typedef struct sclient_config {
@@ -87,6 +99,37 @@ typedef struct sclient_config {
 } sclient_config_t;
 
 typedef struct sclient sclient_t;
+
+/* An outgoing server-to-server stream (RFC 6120; XEP-0178 SASL EXTERNAL,
+ * XEP-0220 dialback): our header in jabber:server with the dialback
+ * namespace declared, STARTTLS when offered (required unless
+ * allow_plaintext), then SASL EXTERNAL when the peer offers it, we present
+ * a certificate (have_cert) and the peer's certificate is valid for `to`
+ * (sclient_tls_info_t.peer_cert_valid); otherwise dialback when allowed
+ * and offered. hooks->ready(ud, NULL) once `from` may send to `to`; no
+ * resource binding. Stanzas that arrive on it are dropped (the stream is
+ * one-way: XEP-0288 is not spoken). */
+typedef struct sclient_s2s_config {
+    const char *from; /* our domain */
+    const char *to;   /* the peer's domain */
+    bool direct_tls;
+    bool allow_plaintext;
+    bool have_cert;
+    bool dialback;
+    xml_limits_t limits;
+} sclient_s2s_config_t;
+sclient_t *sclient_new_s2s(const sclient_s2s_config_t *cfg,
+                           const sclient_hooks_t *h, void *ud);
+/* A verification stream (XEP-0220 §2.3): to the authoritative server of
+ * `to`, TLS when offered, then <db:verify from to id>key</db:verify>; the
+ * answer goes to hooks->dialback_verified. No authentication. */
+sclient_t *sclient_new_s2s_verify(const sclient_s2s_config_t *cfg,
+                                  const char *id, const char *key,
+                                  const sclient_hooks_t *h, void *ud);
+/* The answer to hooks->dialback_key. */
+void sclient_s2s_dialback(sclient_t *c, const char *key);
+/* The id of the peer's current stream header, or "". */
+const char *sclient_stream_id(const sclient_t *c);
 
 /* Copies what it needs from cfg. Returns NULL on a malformed JID, one
  * without a localpart (it is the SASL account name), or out of memory. */

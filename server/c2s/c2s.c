@@ -7,6 +7,7 @@
  * goes through session_close(), which is idempotent; the free happens in
  * session_maybe_free() from a libuv callback, never inside a stream hook. */
 #include "c2s/c2s.h"
+#include "listen.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -786,33 +787,12 @@ int c2s_start(worker_t *w)
         c2s_listener_t *l = xcalloc(1, sizeof(*l));
         l->w = w;
         l->direct_tls = lc->direct_tls;
-        uv_tcp_init(w->loop, &l->tcp);
-        l->tcp.data = l;
         l->next = c->listeners;
         c->listeners = l;
-        struct sockaddr_storage ss;
-        int rc =
-            strchr(lc->address, ':') != NULL
-                ? uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss)
-                : uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss);
-        if (rc == 0)
-            rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
-        if (rc != 0) {
-            LOG(&srv->log, LOG_ERROR, 0, "cannot listen on %s:%d: %s",
-                lc->address, lc->port, uv_strerror(rc));
+        if (server_listen(w->loop, &l->tcp, lc, on_connection, "c2s", &srv->log,
+                          l->name, sizeof(l->name)) < 0)
             return -1;
-        }
-        /* Port 0 asks the kernel for one; say which (tests read this). */
-        int len = sizeof(ss);
-        uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
-        int port = ss.ss_family == AF_INET6
-                       ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        snprintf(l->name, sizeof(l->name), "%s:%d (%s)", lc->address, port,
-                 lc->direct_tls ? "direct TLS" : "STARTTLS");
-        LOG(&srv->log, LOG_INFO, 0, "c2s listening on %s", l->name);
+        l->tcp.data = l;
     }
     return 0;
 }

@@ -163,13 +163,18 @@ class Server:
     registry = []  # every server made in this process (for failure logs)
 
     def __init__(self, users=None, hosts=HOSTS, tls=True, direct_tls=True,
-                 c2s=None, sasl=None, limits=None, top=None, start=True):
+                 c2s=None, sasl=None, limits=None, top=None, start=True,
+                 raw='', cert=None):
         self.dir = _mkdtemp()
         self.conf = os.path.join(self.dir, 'starlingd.conf')
         self.hosts = tuple(hosts)
         self.tls = tls
         self.direct_tls = direct_tls and tls
-        self.cert, self.key = test_certificate() if tls else (None, None)
+        self.cert, self.key = (cert or test_certificate()) if tls else (None, None)
+        # Config text appended as is (groups the keyword arguments cannot
+        # express, such as s2s with its lists of groups).
+        self.raw = raw
+        self.s2s_port = None  # the first s2s listener, from the log
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.settings = {
             'c2s': {'require_encryption': True,
@@ -238,6 +243,8 @@ class Server:
                 out.append('%s = [ %s ];' % (k, ', '.join(_conf_value(x) for x in v)))
             else:
                 out.append('%s = %s;' % (k, _conf_value(v)))
+        if self.raw:
+            out.append(self.raw)
         with open(self.conf, 'w') as f:
             f.write('\n'.join(out) + '\n')
 
@@ -281,6 +288,9 @@ class Server:
         for line in self.lines:
             m = re.search(r'c2s listening on 127\.0\.0\.1:(\d+) \((STARTTLS|direct TLS)\)',
                           line)
+            m2 = re.search(r's2s listening on [0-9.:]+:(\d+) ', line)
+            if m2 and self.s2s_port is None:
+                self.s2s_port = int(m2.group(1))
             if m:
                 if m.group(2) == 'STARTTLS':
                     self.port = int(m.group(1))

@@ -323,6 +323,14 @@ static int server_start(void **state)
         "10,5",
         "--srv-host=_xmpps-client._tcp.example.test,xmpps.example.test,5223,"
         "10,5",
+        /* Server-to-server records of the same domain (RFC 6120 §3.2,
+         * XEP-0368): direct TLS and STARTTLS, and a "." for a domain
+         * with no federation. */
+        "--srv-host=_xmpp-server._tcp.example.test,s2s.example.test,5269,"
+        "10,5",
+        "--srv-host=_xmpps-server._tcp.example.test,s2ss.example.test,5270,"
+        "10,5",
+        "--srv-host=_xmpp-server._tcp.nofed.test",
         "--host-record=xmpp.example.test,127.0.0.2,::2",
         "--host-record=v4.example.test,127.0.0.4",
         /* Lower priority value for STARTTLS wins over direct TLS. */
@@ -498,6 +506,15 @@ static void xmpp(ctx_t *c, const char *domain, result_t *r)
     assert_int_equal(r->calls, 1);
 }
 
+static void xmpp_server(ctx_t *c, const char *domain, result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    dns_resolve_xmpp_service(c->dns, domain, DNS_SERVICE_SERVER, on_xmpp, r);
+    assert_int_equal(r->calls, 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r->calls, 1);
+}
+
 static void addr(ctx_t *c, const char *host, unsigned short port, result_t *r)
 {
     memset(r, 0, sizeof(*r));
@@ -592,6 +609,33 @@ static void test_xmpp_fallback(void **state)
     longname[sizeof(longname) - 1] = '\0';
     xmpp(&c, longname, &r);
     assert_int_equal(r.err, DNS_ERR_NOT_FOUND);
+    result_clear(&r);
+    ctx_close(&c);
+}
+
+/* The server service: _xmpps-server / _xmpp-server, fallback 5269. */
+static void test_xmpp_server(void **state)
+{
+    ctx_t c;
+    ctx_open(&c, *state);
+    result_t r;
+    xmpp_server(&c, "example.test", &r);
+    assert_int_equal(r.err, DNS_OK);
+    assert_int_equal(r.targets->n, 2);
+    assert_target(&r.targets->v[0], "s2ss.example.test", 5270, true);
+    assert_target(&r.targets->v[1], "s2s.example.test", 5269, false);
+    result_clear(&r);
+    xmpp_server(&c, "nosrv.test", &r);
+    assert_int_equal(r.err, DNS_OK);
+    assert_int_equal(r.targets->n, 1);
+    assert_target(&r.targets->v[0], "nosrv.test", 5269, false);
+    result_clear(&r);
+    xmpp_server(&c, "nofed.test", &r);
+    assert_int_equal(r.err, DNS_ERR_UNAVAILABLE);
+    result_clear(&r);
+    xmpp_server(&c, "192.0.2.1", &r);
+    assert_int_equal(r.err, DNS_OK);
+    assert_target(&r.targets->v[0], "192.0.2.1", 5269, false);
     result_clear(&r);
     ctx_close(&c);
 }
@@ -909,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_bad_servers),
         cmocka_unit_test(test_xmpp_tls_first),
         cmocka_unit_test(test_xmpp_fallback),
+        cmocka_unit_test(test_xmpp_server),
         cmocka_unit_test(test_xmpp_dot),
         cmocka_unit_test(test_xmpp_many_records),
         cmocka_unit_test(test_addr),

@@ -15,6 +15,7 @@
 
 #include "fake_target.h"
 #include "modules/modules.h"
+#include "s2s/s2s.h"
 
 enum { REMOTE_MAX = 64 };
 
@@ -317,15 +318,39 @@ static void test_directed_remote(void **state)
                         "room@muc.remote.example/nick");
 }
 
+/* XEP-0185 §3, the worked example. */
+static void test_dialback_key(void **state)
+{
+    (void)state;
+    static const char secret[] = "s3cr3tf0rd14lb4ck";
+    char key[65];
+    s2s_dialback_key((const unsigned char *)secret, sizeof(secret) - 1,
+                     "xmpp.example.com", "example.org", "D60000229F", key);
+    assert_string_equal(
+        key,
+        "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643");
+    s2s_dialback_key((const unsigned char *)secret, sizeof(secret) - 1,
+                     "xmpp.example.com", "example.org", "D60000229G", key);
+    assert_string_not_equal(
+        key,
+        "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_message_out),        T(test_federation_off),
-        T(test_message_in),         T(test_error_back),
-        T(test_iq_to_server),       T(test_no_relay),
-        T(test_subscribe_remote),   T(test_subscribed_by_remote),
-        T(test_probe_unsubscribed), T(test_directed_remote),
+        T(test_message_out),
+        T(test_federation_off),
+        T(test_message_in),
+        T(test_error_back),
+        T(test_iq_to_server),
+        T(test_no_relay),
+        T(test_subscribe_remote),
+        T(test_subscribed_by_remote),
+        T(test_probe_unsubscribed),
+        T(test_directed_remote),
+        cmocka_unit_test(test_dialback_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,259 @@
+"""Federation between two starlingd instances on loopback (issue 9): each
+serves its own domain (a.test, b.test), listens for s2s on a port chosen
+here, and reaches the other through a static route (s2s.routes), so no
+DNS is involved. Certificates come from a test CA made here with the
+openssl CLI, trusted by both servers (s2s.ca_file) and by the test's
+clients:
+  - dialback pair: certificates for "localhost" only — the chain verifies
+    but does not name a.test / b.test, so the servers fall back to Server
+    Dialback (XEP-0220), each verifying the other's key over a separate
+    connection;
+  - EXTERNAL pair: certificates that name the domains, s2s.secure_auth on,
+    so the servers authenticate with SASL EXTERNAL (XEP-0178) and dialback
+    is off.
+Checked: messages both ways with the sender's full JID as 'from'; a
+subscription request, its approval, the roster pushes and the presence
+that follows across the two servers (RFC 6121 §3.1); probes at login
+(§4.3); a peer that is down: the sender gets remote-server-not-found,
+then once the peer is up the next message goes through (RFC 6120 §10.4.3,
+§3.3 reconnection).
+
+Run: /usr/bin/python3 test_s2s.py build/bin/starlingd build/bin/starlingctl
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+import harness
+from harness import q
+from imtest import (BODY, MESSAGE, PRESENCE, Session, is_roster_push,
+                    push_item, settle)
+
+OPENSSL = harness.OPENSSL
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class CA:
+    """A test CA (openssl CLI) and certificates it signs."""
+
+    def __init__(self):
+        self.dir = harness._mkdtemp()
+        self.crt = os.path.join(self.dir, 'ca.crt')
+        self.key = os.path.join(self.dir, 'ca.key')
+        subprocess.run([OPENSSL, 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3',
+                        '-subj', '/CN=Starling test CA', '-addext',
+                        'basicConstraints=critical,CA:TRUE', '-addext',
+                        'keyUsage=critical,keyCertSign,cRLSign',
+                        '-keyout', self.key, '-out', self.crt],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+
+    def cert(self, name, sans):
+        crt = os.path.join(self.dir, name + '.crt')
+        key = os.path.join(self.dir, name + '.key')
+        csr = os.path.join(self.dir, name + '.csr')
+        ext = os.path.join(self.dir, name + '.ext')
+        with open(ext, 'w') as f:
+            f.write('subjectAltName=%s\n' % ','.join('DNS:' + s for s in sans))
+        subprocess.run([OPENSSL, 'req', '-new', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:prime256v1', '-nodes', '-subj',
+                        '/CN=' + sans[0], '-keyout', key, '-out', csr],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        subprocess.run([OPENSSL, 'x509', '-req', '-in', csr, '-CA', self.crt,
+                        '-CAkey', self.key, '-CAcreateserial', '-days', '3',
+                        '-extfile', ext, '-out', crt],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        return crt, key
+
+
+def s2s_conf(port, routes, ca, secure_auth=False, extra=''):
+    r = ', '.join('{ domain = "%s"; host = "127.0.0.1"; port = %d; }' % (d, p)
+                  for d, p in routes)
+    return ('s2s = { enabled = true; listen = ( { address = "127.0.0.1"; '
+            'port = %d; } ); routes = ( %s ); ca_file = "%s"; '
+            'secure_auth = %s; connect_timeout = 2; %s };'
+            % (port, r, ca, 'true' if secure_auth else 'false', extra))
+
+
+def pair(ca, names_domains, secure_auth):
+    """Two servers, a.test and b.test, routed to each other."""
+    pa, pb = free_port(), free_port()
+    users_a = {'alice@a.test': 'pa', 'carol@a.test': 'pc'}
+    users_b = {'bob@b.test': 'pb', 'dave@b.test': 'pd'}
+    sans_a = ['localhost', 'a.test'] if names_domains else ['localhost']
+    sans_b = ['localhost', 'b.test'] if names_domains else ['localhost']
+    a = harness.Server(users=users_a, hosts=['a.test'],
+                       cert=ca.cert('a' + str(pa), sans_a),
+                       raw=s2s_conf(pa, [('b.test', pb)], ca.crt, secure_auth))
+    b = harness.Server(users=users_b, hosts=['b.test'],
+                       cert=ca.cert('b' + str(pb), sans_b),
+                       raw=s2s_conf(pb, [('a.test', pa)], ca.crt, secure_auth))
+    return a, b
+
+
+ca = None
+
+
+def setUpModule():
+    global ca
+    ca = CA()
+    # Every client of this test trusts the test CA (the servers' c2s
+    # certificates name localhost).
+    harness._cert = (ca.crt, ca.key)
+
+
+class Federation:
+    """The tests, run once over dialback and once over SASL EXTERNAL."""
+
+    secure_auth = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.a, cls.b = pair(ca, cls.secure_auth, cls.secure_auth)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.b.stop()
+
+    def session(self, server, jid, resource, presence=True, roster=True):
+        s = Session(self.login(server, jid, password=server.users[jid],
+                               resource=resource))
+        if roster:
+            s.roster()
+        if presence:
+            s.presence(status='st-' + resource)
+        return s
+
+    def wait_message(self, s, body):
+        return s.wait(lambda el: el.tag == MESSAGE and
+                      el.findtext(BODY) == body, 'message %r' % body,
+                      timeout=20)
+
+    def test_messages_both_ways(self):
+        alice = self.session(self.a, 'alice@a.test', 'm')
+        bob = self.session(self.b, 'bob@b.test', 'm')
+        alice.message('bob@b.test/m', 'hello bob')
+        m = self.wait_message(bob, 'hello bob')
+        self.assertEqual(m.get('from'), 'alice@a.test/m')
+        self.assertEqual(m.get('to'), 'bob@b.test/m')
+        bob.message('alice@a.test', 'hello alice')
+        m = self.wait_message(alice, 'hello alice')
+        self.assertEqual(m.get('from'), 'bob@b.test/m')
+        # How the streams were authenticated.
+        mech = 'SASL EXTERNAL' if self.secure_auth else 'dialback'
+        self.a.wait_log(r's2s a\.test -> b\.test ready \(%s\)' % mech, 10)
+        self.b.wait_log(r's2s b\.test -> a\.test ready \(%s\)' % mech, 10)
+
+    def test_subscription_and_presence(self):
+        carol = self.session(self.a, 'carol@a.test', 's')
+        dave = self.session(self.b, 'dave@b.test', 's')
+        carol.subscription('subscribe', 'dave@b.test')
+        # Carol's roster: dave, none + ask (pushed at once, locally).
+        push = carol.wait(lambda el: is_roster_push(el), 'roster push')
+        item = push_item(push)
+        self.assertEqual((item.jid, item.subscription, item.ask),
+                         ('dave@b.test', 'none', 'subscribe'))
+        req = dave.wait(lambda el: el.tag == PRESENCE and
+                        el.get('type') == 'subscribe', 'subscribe', timeout=20)
+        self.assertEqual(req.get('from'), 'carol@a.test')
+        dave.subscription('subscribed', 'carol@a.test')
+        # Carol: push with subscription 'to', the 'subscribed', and then
+        # Dave's presence (RFC 6121 §3.1.5, §3.1.6).
+        push = carol.wait(lambda el: is_roster_push(el) and
+                          push_item(el).subscription == 'to', 'push to',
+                          timeout=20)
+        pres = carol.wait(lambda el: el.tag == PRESENCE and
+                          el.get('type') is None and
+                          el.get('from') == 'dave@b.test/s', 'presence',
+                          timeout=20)
+        self.assertEqual(pres.findtext(q(harness.NS_CLIENT, 'status')), 'st-s')
+        # An update of Dave's reaches Carol.
+        dave.presence(status='away-now')
+        carol.wait(lambda el: el.tag == PRESENCE and
+                   el.findtext(q(harness.NS_CLIENT, 'status')) == 'away-now',
+                   'update', timeout=20)
+        # A new session of Carol probes Dave's server and gets his
+        # presence (RFC 6121 §4.3).
+        carol2 = self.session(self.a, 'carol@a.test', 's2')
+        carol2.wait(lambda el: el.tag == PRESENCE and
+                    el.get('from') == 'dave@b.test/s', 'probe answer',
+                    timeout=20)
+        # Dave going offline: Carol sees unavailable.
+        dave.send('<presence type="unavailable"/>')
+        carol.wait(lambda el: el.tag == PRESENCE and
+                   el.get('type') == 'unavailable' and
+                   el.get('from') == 'dave@b.test/s', 'unavailable',
+                   timeout=20)
+
+
+class DialbackTest(Federation, harness.ServerTestCase):
+    secure_auth = False
+
+
+class ExternalTest(Federation, harness.ServerTestCase):
+    secure_auth = True
+
+
+class PeerDownTest(harness.ServerTestCase):
+    """RFC 6120 §10.4.3: a peer that cannot be reached: the sender gets
+    remote-server-not-found; after the backoff, once it is up, the next
+    stanza goes through."""
+
+    def test_bounce_then_success(self):
+        pa, pb = free_port(), free_port()
+        a = harness.Server(users={'alice@a.test': 'pa'}, hosts=['a.test'],
+                           cert=ca.cert('down-a', ['localhost']),
+                           raw=s2s_conf(pa, [('b.test', pb)], ca.crt))
+        try:
+            alice = Session(self.login(a, 'alice@a.test', password='pa',
+                                       resource='r'))
+            alice.message('bob@b.test', 'lost?', id_='m1')
+            err = alice.wait(lambda el: el.tag == MESSAGE and
+                             el.get('type') == 'error', 'bounce', timeout=20)
+            self.assertEqual(harness.stanza_error_condition(err),
+                             ('cancel', 'remote-server-not-found'))
+            self.assertEqual(err.get('id'), 'm1')
+            b = harness.Server(users={'bob@b.test': 'pb'}, hosts=['b.test'],
+                               cert=ca.cert('down-b', ['localhost']),
+                               raw=s2s_conf(pb, [('a.test', pa)], ca.crt))
+            try:
+                bob = Session(self.login(b, 'bob@b.test', password='pb',
+                                         resource='r'))
+                bob.presence()
+                # The first retry waits 0.5-1.5 s (connector_backoff_ms).
+                deadline = time.monotonic() + 20
+                got = None
+                n = 0
+                while got is None and time.monotonic() < deadline:
+                    n += 1
+                    alice.message('bob@b.test', 'try %d' % n)
+                    try:
+                        got = bob.wait(lambda el: el.tag == MESSAGE and
+                                       el.get('type') != 'error',
+                                       'message', timeout=1.5)
+                    except AssertionError:
+                        pass
+                self.assertIsNotNone(got)
+                self.assertEqual(got.get('from'), 'alice@a.test/r')
+            finally:
+                b.stop()
+        finally:
+            a.stop()
+
+
+if __name__ == '__main__':
+    harness.main()
