@@ -43,24 +43,21 @@ foreground; if it cannot be started on this machine, it is skipped with
 the reason printed.
 """
 import argparse
-import hashlib
-import hmac
 import os
 import resource
 import select
-import shutil
-import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'tests', 'integration'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tests', 'interop'))
 import harness  # noqa: E402
+import peers  # noqa: E402
 
 SO_TIMESTAMPNS = getattr(socket, 'SO_TIMESTAMPNS', 35)
 NS_ROSTER = 'jabber:iq:roster'
@@ -79,27 +76,6 @@ def cpu_seconds(pid):
         except OSError:
             pass  # a thread that ended meanwhile
     return total / 1e9
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError('exited with %d' % proc.returncode)
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError('port %d never opened' % port)
 
 
 # ------------------------------------------------------------------ servers
@@ -121,167 +97,17 @@ class Starling:
         self.srv.stop()
 
 
-class Prosody:
-    name = 'prosody'
-
-    def __init__(self, users, n):
-        self.dir = tempfile.mkdtemp(prefix='bench-prosody-')
-        self.port = free_port()
+def _peer(cls):
+    """A bench server class for a peer of tests/interop/peers.py: c2s on a
+    free port for localhost, the harness's certificate, quiet logs."""
+    def make(users, n):
         cert, key = harness.test_certificate()
-        data = os.path.join(self.dir, 'data')
-        acc = os.path.join(data, 'localhost', 'accounts')
-        os.makedirs(acc)
-        for jid, pw in users.items():
-            # internal_hashed's file, as `prosodyctl register` writes it
-            # (one process per account would take minutes for 1,000).
-            salt = 'salt-' + jid.split('@')[0]
-            salted = hashlib.pbkdf2_hmac('sha1', pw.encode(), salt.encode(),
-                                         4096)
-            ck = hmac.new(salted, b'Client Key', 'sha1').digest()
-            sk = hmac.new(salted, b'Server Key', 'sha1').digest()
-            with open(os.path.join(acc, jid.split('@')[0] + '.dat'), 'w') as f:
-                f.write('return { ["iteration_count"] = 4096; ["salt"] = "%s"; '
-                        '["stored_key"] = "%s"; ["server_key"] = "%s"; };\n'
-                        % (salt, hashlib.sha1(ck).hexdigest(), sk.hex()))
-        conf = os.path.join(self.dir, 'prosody.cfg.lua')
-        with open(conf, 'w') as f:
-            f.write('''
-run_as_root = true
-pidfile = "%(d)s/prosody.pid"
-data_path = "%(data)s"
-certificates = "%(d)s/certs"
-log = { { levels = { min = "error" }, to = "file", filename = "%(d)s/prosody.log" } }
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_ports = { %(port)d }
-c2s_direct_tls_ports = { }
-legacy_ssl_ports = { }
-s2s_ports = { }
-http_ports = { }
-https_ports = { }
-component_ports = { }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "posix" }
-modules_disabled = { "s2s", "s2s_auth_certs", "offline", "limits" }
-authentication = "internal_hashed"
-storage = "internal"
-c2s_require_encryption = true
-ssl = { certificate = "%(cert)s", key = "%(key)s" }
-VirtualHost "localhost"
-''' % {'d': self.dir, 'data': data, 'port': self.port, 'cert': cert,
-                'key': key})
-        self.proc = subprocess.Popen(
-            ['/usr/bin/prosody', '-F', '--config', conf],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_port(self.port, self.proc)
-        self.pid = self.proc.pid
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return cls('localhost', users, cert, key, peers.free_port(), quiet=True)
+    return make
 
 
-class Ejabberd:
-    name = 'ejabberd'
-
-    def __init__(self, users, n):
-        self.dir = tempfile.mkdtemp(prefix='bench-ejabberd-')
-        os.chmod(self.dir, 0o777)
-        self.port = free_port()
-        cert, key = harness.test_certificate()
-        pem = os.path.join(self.dir, 'cert.pem')
-        with open(pem, 'w') as out:
-            for p in (cert, key):
-                with open(p) as f:
-                    out.write(f.read())
-        self.node = 'bench%d@localhost' % os.getpid()
-        conf = os.path.join(self.dir, 'ejabberd.yml')
-        with open(conf, 'w') as f:
-            f.write('''hosts:
-  - localhost
-loglevel: error
-certfiles:
-  - "%(pem)s"
-listen:
-  -
-    port: %(port)d
-    ip: "127.0.0.1"
-    module: ejabberd_c2s
-    starttls_required: true
-    max_stanza_size: 262144
-    shaper: none
-acl:
-  local:
-    user_regexp: ""
-access_rules:
-  local:
-    allow: local
-  c2s:
-    allow: all
-  register:
-    allow: all
-shaper_rules:
-  c2s_shaper: none
-  max_user_sessions: 10000
-  max_user_offline_messages: 1
-auth_method: internal
-auth_password_format: scram
-registration_timeout: infinity
-modules:
-  mod_register:
-    ip_access: all
-    access: register
-  mod_roster: {}
-  mod_disco: {}
-  mod_ping: {}
-''' % {'pem': pem, 'port': self.port})
-        self.env = dict(os.environ, HOME=self.dir)
-        ctl = os.path.join(self.dir, 'ejabberdctl.cfg')
-        with open(ctl, 'w') as f:
-            f.write('ERLANG_NODE=%s\nINET_DIST_INTERFACE=127.0.0.1\n' % self.node)
-        self.base = ['/usr/sbin/ejabberdctl', '--config', conf, '--ctl-config', ctl,
-                     '--logs', self.dir, '--spool', os.path.join(self.dir, 'db'),
-                     '--node', self.node]
-        os.makedirs(os.path.join(self.dir, 'db'), exist_ok=True)
-        os.chmod(os.path.join(self.dir, 'db'), 0o777)
-        self.log = open(os.path.join(self.dir, 'out.log'), 'w')
-        self.proc = subprocess.Popen(self.base + ['foreground'], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_port(self.port, self.proc, timeout=90)
-        # In-band registration (XEP-0077, open on this throwaway server
-        # only): `ejabberdctl register` costs a second per account.
-        for jid, pw in users.items():
-            register_inband(self.port, jid.split('@')[0], pw)
-        self.pid = self.beam_pid()
-
-    def beam_pid(self):
-        # ejabberdctl runs erl under `su ejabberd`: find the VM by its node
-        # name (only beam.smp's command line has both).
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            out = subprocess.run(['pgrep', '-f', 'beam.*-sname %s' % self.node],
-                                 stdout=subprocess.PIPE).stdout.split()
-            if out:
-                return int(out[0])
-            time.sleep(0.2)
-        raise RuntimeError('no beam.smp process for %s' % self.node)
-
-    def stop(self):
-        subprocess.run(self.base + ['stop'], env=self.env, timeout=60,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+Prosody = _peer(peers.Prosody)
+Ejabberd = _peer(peers.Ejabberd)
 
 
 # ------------------------------------------------------------------ clients
@@ -297,20 +123,6 @@ def login(port, user, password, resource='b'):
     c.open_stream(to='localhost')
     c.bind(resource)
     return c
-
-
-def register_inband(port, user, password):
-    c = harness.Client(port, timeout=TIMEOUT)
-    c.open_stream(to='localhost')
-    c.starttls()
-    c.open_stream(to='localhost')
-    c.send("<iq type='set' id='reg'><query xmlns='jabber:iq:register'>"
-           "<username>%s</username><password>%s</password></query></iq>"
-           % (user, password))
-    el = c.expect_element(harness.q(harness.NS_CLIENT, 'iq'))
-    c.close()
-    if el.get('type') != 'result':
-        raise RuntimeError('in-band registration of %s refused' % user)
 
 
 def roster_get(c):

@@ -138,6 +138,42 @@ def test_certificate():
     return _cert
 
 
+class TestCA:
+    """A test CA (openssl CLI) and certificates it signs."""
+
+    def __init__(self):
+        self.dir = _mkdtemp()
+        self.crt = os.path.join(self.dir, 'ca.crt')
+        self.key = os.path.join(self.dir, 'ca.key')
+        subprocess.run([OPENSSL, 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3',
+                        '-subj', '/CN=Starling test CA', '-addext',
+                        'basicConstraints=critical,CA:TRUE', '-addext',
+                        'keyUsage=critical,keyCertSign,cRLSign',
+                        '-keyout', self.key, '-out', self.crt],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+
+    def cert(self, name, sans):
+        crt = os.path.join(self.dir, name + '.crt')
+        key = os.path.join(self.dir, name + '.key')
+        csr = os.path.join(self.dir, name + '.csr')
+        ext = os.path.join(self.dir, name + '.ext')
+        with open(ext, 'w') as f:
+            f.write('subjectAltName=%s\n' % ','.join('DNS:' + s for s in sans))
+        subprocess.run([OPENSSL, 'req', '-new', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:prime256v1', '-nodes', '-subj',
+                        '/CN=' + sans[0], '-keyout', key, '-out', csr],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        subprocess.run([OPENSSL, 'x509', '-req', '-in', csr, '-CA', self.crt,
+                        '-CAkey', self.key, '-CAcreateserial', '-days', '3',
+                        '-extfile', ext, '-out', crt],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        return crt, key
+
+
 def _conf_value(v):
     if isinstance(v, bool):
         return 'true' if v else 'false'

@@ -20,19 +20,13 @@ then once the peer is up the next message goes through (RFC 6120 §10.4.3,
 
 Run: /usr/bin/python3 test_s2s.py build/bin/starlingd build/bin/starlingctl
 """
-import os
 import socket
-import subprocess
-import sys
 import time
-import unittest
 
 import harness
 from harness import q
 from imtest import (BODY, MESSAGE, PRESENCE, Session, is_roster_push,
-                    push_item, settle)
-
-OPENSSL = harness.OPENSSL
+                    push_item)
 
 
 def free_port():
@@ -41,42 +35,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-class CA:
-    """A test CA (openssl CLI) and certificates it signs."""
-
-    def __init__(self):
-        self.dir = harness._mkdtemp()
-        self.crt = os.path.join(self.dir, 'ca.crt')
-        self.key = os.path.join(self.dir, 'ca.key')
-        subprocess.run([OPENSSL, 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-                        'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3',
-                        '-subj', '/CN=Starling test CA', '-addext',
-                        'basicConstraints=critical,CA:TRUE', '-addext',
-                        'keyUsage=critical,keyCertSign,cRLSign',
-                        '-keyout', self.key, '-out', self.crt],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-
-    def cert(self, name, sans):
-        crt = os.path.join(self.dir, name + '.crt')
-        key = os.path.join(self.dir, name + '.key')
-        csr = os.path.join(self.dir, name + '.csr')
-        ext = os.path.join(self.dir, name + '.ext')
-        with open(ext, 'w') as f:
-            f.write('subjectAltName=%s\n' % ','.join('DNS:' + s for s in sans))
-        subprocess.run([OPENSSL, 'req', '-new', '-newkey', 'ec', '-pkeyopt',
-                        'ec_paramgen_curve:prime256v1', '-nodes', '-subj',
-                        '/CN=' + sans[0], '-keyout', key, '-out', csr],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-        subprocess.run([OPENSSL, 'x509', '-req', '-in', csr, '-CA', self.crt,
-                        '-CAkey', self.key, '-CAcreateserial', '-days', '3',
-                        '-extfile', ext, '-out', crt],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-        return crt, key
 
 
 def s2s_conf(port, routes, ca, secure_auth=False, extra=''):
@@ -109,7 +67,7 @@ ca = None
 
 def setUpModule():
     global ca
-    ca = CA()
+    ca = harness.TestCA()
     # Every client of this test trusts the test CA (the servers' c2s
     # certificates name localhost).
     harness._cert = (ca.crt, ca.key)
