@@ -321,16 +321,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                    .allow_plaintext = !tls,
                                    .have_cert = true,
                                    .dialback = (r.flags & 4) != 0};
-        r.out = (r.flags & 32) ? sclient_new_s2s_verify(&oc, "id1", "k",
-                                                        &out_hooks, &r)
-                               : sclient_new_s2s(&oc, &out_hooks, &r);
+        r.out = (r.flags & 32)
+                    ? sclient_new_s2s_verify(&oc, "id1", "k", &out_hooks, &r)
+                    : sclient_new_s2s(&oc, &out_hooks, &r);
         CHECK(r.out != NULL);
         sclient_start(r.out);
     } else {
         r.in = stream_new_s2s_in(&cfg, &in_hooks, &r);
         CHECK(r.in != NULL);
-        static const xml_parser_cbs_t cbs = {on_check_header,
-                                             on_check_element, on_check_end};
+        static const xml_parser_cbs_t cbs = {on_check_header, on_check_element,
+                                             on_check_end};
         xml_parser_opts_t po = {.content_ns = XML_NS_SERVER};
         xml_limits_default(&po.limits);
         r.check = xml_parser_new(&po, &cbs, &r);

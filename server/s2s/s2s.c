@@ -73,9 +73,9 @@ struct s2s_out {
     s2s_link_t *link; /* OUT_SETUP, OUT_READY */
     queued_t *head, *tail;
     size_t queued;
-    unsigned attempts;      /* failures in a row */
-    uint64_t retry_at;      /* loop time (ms) */
-    const char *condition;  /* what the last failure gives in backoff */
+    unsigned attempts;     /* failures in a row */
+    uint64_t retry_at;     /* loop time (ms) */
+    const char *condition; /* what the last failure gives in backoff */
 };
 
 typedef enum link_kind {
@@ -265,8 +265,8 @@ static void remote_send(void *ud, xml_tree_t *tree, const char *domain)
     }
     if (!router_serves(s->w->router, f.domain) || s->shutting_down) {
         /* RFC 6120 §10.1-4 (feature set): only what is from us goes out. */
-        LOG(log_of(s), LOG_DEBUG, 0, "%s from %s to %s not sent", tree->root->name,
-            from, domain);
+        LOG(log_of(s), LOG_DEBUG, 0, "%s from %s to %s not sent",
+            tree->root->name, from, domain);
         jid_clear(&f);
         if (s->shutting_down)
             bounce(s, tree, "remote-server-not-found");
@@ -367,8 +367,9 @@ static void link_close(s2s_link_t *l, const char *condition)
     if (l->kind == LINK_OUT && l->out != NULL && l->out->link == l) {
         s2s_out_t *o = l->out;
         if (!l->ready) {
-            out_failed(s, o, condition != NULL ? condition
-                                               : "remote-server-not-found");
+            out_failed(s, o,
+                       condition != NULL ? condition
+                                         : "remote-server-not-found");
         } else {
             o->link = NULL;
             o->state = OUT_IDLE;
@@ -399,14 +400,16 @@ static void on_link_timer(uv_timer_t *t)
         /* Idle: close the stream politely. */
         LOG(log_of(l->s), LOG_DEBUG, l->id, "s2s link to %s idle: closing",
             l->remote);
-        sclient_close(l->sc);
+        sclient_close(l->sc); /* our close tag, flushed by conn_close */
+        link_close(l, NULL);
         return;
     }
     LOG(log_of(l->s), LOG_INFO, l->id, "s2s link to %s: negotiation timeout",
         l->remote);
+    /* First: the abort's close hook must not pick the condition. */
+    link_close(l, "remote-server-timeout");
     if (l->sc != NULL)
         sclient_abort(l->sc);
-    link_close(l, "remote-server-timeout");
 }
 
 static void link_idle_timer(s2s_link_t *l)
@@ -448,7 +451,8 @@ static void lk_ready(void *ud, const jid_t *jid)
     l->out->state = OUT_READY;
     l->out->attempts = 0;
     LOG(log_of(l->s), LOG_INFO, l->id, "s2s %s -> %s ready (%s)", l->local,
-        l->remote, sclient_mechanism(l->sc) != NULL ? "SASL EXTERNAL" : "dialback");
+        l->remote,
+        sclient_mechanism(l->sc) != NULL ? "SASL EXTERNAL" : "dialback");
     out_flush(l->out);
 }
 
@@ -462,8 +466,8 @@ static void lk_failed(void *ud, int err, const char *condition,
                       const char *text, const char *description)
 {
     s2s_link_t *l = ud;
-    LOG(log_of(l->s), LOG_INFO, l->id, "s2s link %s -> %s: %s%s%s%s",
-        l->local, l->remote, description, condition != NULL ? " (" : "",
+    LOG(log_of(l->s), LOG_INFO, l->id, "s2s link %s -> %s: %s%s%s%s", l->local,
+        l->remote, description, condition != NULL ? " (" : "",
         condition != NULL ? condition : "", condition != NULL ? ")" : "");
     (void)text;
     (void)err;
@@ -519,9 +523,9 @@ static void on_link_tls_done(void *ud, int status)
     tls_conn_t *tls = conn_tls(l->conn);
     sclient_tls_info_t info = {
         .have_client_cert = l->s->srv->cfg->cert_file != NULL,
-        .peer_cert_valid = status == CONN_OK &&
-                           tls_conn_peer_valid_for(tls, l->remote,
-                                                   "xmpp-server"),
+        .peer_cert_valid =
+            status == CONN_OK &&
+            tls_conn_peer_valid_for(tls, l->remote, "xmpp-server"),
     };
     if (status == CONN_OK && !info.peer_cert_valid) {
         const char *why = tls_conn_verify_error(tls);
@@ -893,8 +897,7 @@ static void on_s2s_connection(uv_stream_t *server_handle, int status)
     };
     in->conn = conn_new(w->loop, &co, &in_conn_events, in);
     in->stream = stream_new_s2s_in(
-        ls->direct_tls ? &s->stream_cfg_direct : &s->stream_cfg, &in_hooks,
-        in);
+        ls->direct_tls ? &s->stream_cfg_direct : &s->stream_cfg, &in_hooks, in);
     if (in->conn == NULL || conn_accept(in->conn, server_handle) < 0 ||
         in->stream == NULL) {
         in_close(in);

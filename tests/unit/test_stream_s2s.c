@@ -26,8 +26,8 @@ struct pair {
     stream_t *in;   /* the receiving server (b.test) */
     sclient_t *out; /* the initiating server (a.test) */
     buf_t o2i, i2o;
-    bool in_tls, out_tls; /* start_tls asked */
-    bool cert_valid;      /* what peer_cert_valid answers */
+    bool in_tls, out_tls;  /* start_tls asked */
+    bool cert_valid;       /* what peer_cert_valid answers */
     const char *db_answer; /* for dialback_result: NULL valid, or a cond */
     bool auto_answer;
     /* What the receiving side saw. */
