@@ -538,6 +538,104 @@ static int client_cert_case(const fx_t *f, int max_version, const char *cert,
     return n;
 }
 
+/* s2s (RFC 6125 as RFC 6120 §13.7.2 profiles it): certificates made by
+ * the Test CA with one kind of identity each; a soft-verifying server
+ * that asks for client certificates checks the client's, a
+ * soft-verifying client the server's. */
+static tls_conn_t *s2s_pair(const fx_t *f, pair_t *p, tls_ctx_t **ctxs,
+                            const char *crt, const char *key, bool client_side)
+{
+    tls_ctx_opts_t so = {.cert_file = client_side ? crt : f->path[F_SRV_CRT],
+                         .key_file = client_side ? key : f->path[F_SRV_KEY],
+                         .ca_file = f->path[F_CA_CRT],
+                         .verify_soft = true,
+                         .request_peer_cert = true};
+    tls_ctx_opts_t co = {.ca_file = f->path[F_CA_CRT],
+                         .cert_file = client_side ? f->path[F_SRV_CRT] : crt,
+                         .key_file = client_side ? f->path[F_SRV_KEY] : key,
+                         .verify_soft = true};
+    ctxs[0] = server_ctx(&so);
+    ctxs[1] = client_ctx(&co);
+    pair_open(p, ctxs[1], ctxs[0], "whatever.example");
+    pump(p);
+    /* Soft verification: the handshake succeeds whatever the names. */
+    assert_int_equal(p->crc, TLS_OK);
+    assert_int_equal(p->src, TLS_OK);
+    /* client_side: the server's certificate is the one under test. */
+    return client_side ? p->c : p->s;
+}
+
+static void s2s_case(const fx_t *f, const char *cn, const char *xmppaddr,
+                     const char *dns, const char *const *yes,
+                     const char *const *no)
+{
+    char crt[200], key[200], err[256];
+    snprintf(crt, sizeof(crt), "%s/id.crt", f->dir);
+    snprintf(key, sizeof(key), "%s/id.key", f->dir);
+    assert_int_equal(tls_make_ca_signed(f->path[F_CA_CRT], f->path[F_CA_KEY],
+                                        cn, xmppaddr, dns, 2, crt, key, err,
+                                        sizeof(err)),
+                     TLS_OK);
+    for (int side = 0; side < 2; side++) {
+        pair_t p;
+        tls_ctx_t *ctxs[2];
+        tls_conn_t *c = s2s_pair(f, &p, ctxs, crt, key, side == 1);
+        for (const char *const *d = yes; *d != NULL; d++)
+            if (!tls_conn_peer_valid_for(c, *d, "xmpp-server"))
+                fail_msg("%s: not valid for %s", cn, *d);
+        for (const char *const *d = no; *d != NULL; d++)
+            if (tls_conn_peer_valid_for(c, *d, "xmpp-server"))
+                fail_msg("%s: valid for %s", cn, *d);
+        assert_string_equal(tls_conn_verify_error(c), "");
+        pair_close(&p);
+        tls_ctx_free(ctxs[0]);
+        tls_ctx_free(ctxs[1]);
+    }
+    unlink(crt);
+    unlink(key);
+}
+
+static void test_s2s_identity(void **state)
+{
+    const fx_t *f = *state;
+    /* DNS-ID; the subject CN does not count once there is a SAN. */
+    s2s_case(f, "cn.example", NULL, "a.example",
+             (const char *const[]){"a.example", "A.Example", NULL},
+             (const char *const[]){"cn.example", "b.example", "example",
+                                   "x.a.example", NULL});
+    /* A wildcard stands for exactly one whole left-most label. */
+    s2s_case(f, "w", NULL, "*.wild.example",
+             (const char *const[]){"a.wild.example", NULL},
+             (const char *const[]){"wild.example", "a.b.wild.example",
+                                   "a.wild.example.org", NULL});
+    /* XmppAddr of the domain alone. */
+    s2s_case(f, "x", "x.example", NULL,
+             (const char *const[]){"x.example", NULL},
+             (const char *const[]){"y.example", NULL});
+    /* CN only when there is no SAN at all. */
+    s2s_case(f, "cn.example", NULL, NULL,
+             (const char *const[]){"cn.example", NULL},
+             (const char *const[]){"other.example", NULL});
+}
+
+/* Soft verification of a certificate the anchors do not know: the
+ * handshake succeeds, nothing is valid, and the reason is given. */
+static void test_s2s_untrusted(void **state)
+{
+    const fx_t *f = *state;
+    for (int side = 0; side < 2; side++) {
+        pair_t p;
+        tls_ctx_t *ctxs[2];
+        tls_conn_t *c = s2s_pair(f, &p, ctxs, f->path[F_OTHER_CRT],
+                                 f->path[F_OTHER_KEY], side == 1);
+        assert_false(tls_conn_peer_valid_for(c, "other.example", NULL));
+        assert_true(tls_conn_verify_error(c)[0] != '\0');
+        pair_close(&p);
+        tls_ctx_free(ctxs[0]);
+        tls_ctx_free(ctxs[1]);
+    }
+}
+
 static void test_client_cert_xmppaddr(void **state)
 {
     const fx_t *f = *state;
@@ -1084,6 +1182,8 @@ int main(void)
         cmocka_unit_test(test_exporter_before_handshake),
         cmocka_unit_test(test_unique),
         cmocka_unit_test(test_client_cert_xmppaddr),
+        cmocka_unit_test(test_s2s_identity),
+        cmocka_unit_test(test_s2s_untrusted),
         cmocka_unit_test(test_client_cert_untrusted),
         cmocka_unit_test(test_client_cert_absent),
         cmocka_unit_test(test_server_names),
