@@ -14,7 +14,8 @@ clients:
 Checked: messages both ways with the sender's full JID as 'from'; a
 subscription request, its approval, the roster pushes and the presence
 that follows across the two servers (RFC 6121 §3.1); probes at login
-(§4.3); a peer that is down: the sender gets remote-server-not-found,
+(§4.3); ping, version and disco of the other server and an IQ to a
+user there; a peer that is down: the sender gets remote-server-not-found,
 then once the peer is up the next message goes through (RFC 6120 §10.4.3,
 §3.3 reconnection).
 
@@ -115,6 +116,56 @@ class Federation:
         mech = 'SASL EXTERNAL' if self.secure_auth else 'dialback'
         self.a.wait_log(r's2s a\.test -> b\.test ready \(%s\)' % mech, 10)
         self.b.wait_log(r's2s b\.test -> a\.test ready \(%s\)' % mech, 10)
+
+    def remote_iq(self, s, to, payload, type_='get'):
+        iid = s.c.next_id('iq')
+        s.send("<iq type='%s' id='%s' to='%s'>%s</iq>" % (type_, iid, to,
+                                                         payload))
+        return s.wait(lambda e: e.tag == harness.q(harness.NS_CLIENT, 'iq')
+                      and e.get('id') == iid, 'the answer to %s' % iid,
+                      timeout=20)
+
+    def test_remote_iqs(self):
+        """Disco, ping and version of the other server, and an IQ to a
+        user there, answered by that user's client (issue 9)."""
+        alice = self.session(self.a, 'alice@a.test', 'q')
+        bob = self.session(self.b, 'bob@b.test', 'q')
+        r = self.remote_iq(alice, 'b.test', "<ping xmlns='urn:xmpp:ping'/>")
+        self.assertEqual((r.get('type'), r.get('from'), r.get('to')),
+                         ('result', 'b.test', 'alice@a.test/q'))
+        r = self.remote_iq(alice, 'b.test',
+                           "<query xmlns='jabber:iq:version'/>")
+        self.assertEqual(r.get('type'), 'result')
+        name = r.find('{jabber:iq:version}query/{jabber:iq:version}name')
+        self.assertEqual(name.text, 'Starling')
+        info = '{http://jabber.org/protocol/disco#info}'
+        r = self.remote_iq(alice, 'b.test',
+                           "<query xmlns='%s'/>" % info[1:-1])
+        self.assertEqual(r.get('type'), 'result')
+        ids = r.findall(info + 'query/' + info + 'identity')
+        self.assertIn(('server', 'im'),
+                      [(i.get('category'), i.get('type')) for i in ids])
+        # b.test asks a.test the same way.
+        r = self.remote_iq(bob, 'a.test', "<ping xmlns='urn:xmpp:ping'/>")
+        self.assertEqual((r.get('type'), r.get('from')), ('result', 'a.test'))
+        # An IQ to a full JID over there reaches the client, whose answer
+        # comes back; one to a resource that is not there gets an error
+        # from the remote server (RFC 6120 §10.5.3.2).
+        iid = alice.c.next_id('iq')
+        alice.send("<iq type='get' id='%s' to='bob@b.test/q'>"
+                   "<ping xmlns='urn:xmpp:ping'/></iq>" % iid)
+        got = bob.wait(lambda e: e.get('id') == iid, 'the ping', timeout=20)
+        self.assertEqual(got.get('from'), 'alice@a.test/q')
+        bob.send("<iq type='result' id='%s' to='alice@a.test/q'/>" % iid)
+        r = alice.wait(lambda e: e.get('id') == iid, 'the pong', timeout=20)
+        self.assertEqual((r.get('type'), r.get('from')),
+                         ('result', 'bob@b.test/q'))
+        r = self.remote_iq(alice, 'bob@b.test/gone',
+                           "<ping xmlns='urn:xmpp:ping'/>")
+        self.assertEqual(r.get('type'), 'error')
+        self.assertEqual(r.get('from'), 'bob@b.test/gone')
+        self.assertEqual(harness.stanza_error_condition(r),
+                         ('cancel', 'service-unavailable'))
 
     def test_subscription_and_presence(self):
         carol = self.session(self.a, 'carol@a.test', 's')
