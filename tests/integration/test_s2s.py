@@ -14,7 +14,8 @@ clients:
 Checked: messages both ways with the sender's full JID as 'from'; a
 subscription request, its approval, the roster pushes and the presence
 that follows across the two servers (RFC 6121 §3.1); probes at login
-(§4.3); ping, version and disco of the other server and an IQ to a
+(§4.3); the same over direct TLS (XEP-0368) listeners and routes; ping,
+version and disco of the other server and an IQ to a
 user there; a peer that is down: the sender gets remote-server-not-found,
 then once the peer is up the next message goes through (RFC 6120 §10.4.3,
 §3.3 reconnection).
@@ -38,16 +39,17 @@ def free_port():
     return port
 
 
-def s2s_conf(port, routes, ca, secure_auth=False, extra=''):
-    r = ', '.join('{ domain = "%s"; host = "127.0.0.1"; port = %d; }' % (d, p)
-                  for d, p in routes)
+def s2s_conf(port, routes, ca, secure_auth=False, extra='', direct=False):
+    tls = 'direct_tls = %s;' % ('true' if direct else 'false')
+    r = ', '.join('{ domain = "%s"; host = "127.0.0.1"; port = %d; %s }'
+                  % (d, p, tls) for d, p in routes)
     return ('s2s = { enabled = true; listen = ( { address = "127.0.0.1"; '
-            'port = %d; } ); routes = ( %s ); ca_file = "%s"; '
+            'port = %d; %s } ); routes = ( %s ); ca_file = "%s"; '
             'secure_auth = %s; connect_timeout = 2; %s };'
-            % (port, r, ca, 'true' if secure_auth else 'false', extra))
+            % (port, tls, r, ca, 'true' if secure_auth else 'false', extra))
 
 
-def pair(ca, names_domains, secure_auth):
+def pair(ca, names_domains, secure_auth, direct=False):
     """Two servers, a.test and b.test, routed to each other."""
     pa, pb = free_port(), free_port()
     users_a = {'alice@a.test': 'pa', 'carol@a.test': 'pc'}
@@ -56,10 +58,12 @@ def pair(ca, names_domains, secure_auth):
     sans_b = ['localhost', 'b.test'] if names_domains else ['localhost']
     a = harness.Server(users=users_a, hosts=['a.test'],
                        cert=ca.cert('a' + str(pa), sans_a),
-                       raw=s2s_conf(pa, [('b.test', pb)], ca.crt, secure_auth))
+                       raw=s2s_conf(pa, [('b.test', pb)], ca.crt, secure_auth,
+                                    direct=direct))
     b = harness.Server(users=users_b, hosts=['b.test'],
                        cert=ca.cert('b' + str(pb), sans_b),
-                       raw=s2s_conf(pb, [('a.test', pa)], ca.crt, secure_auth))
+                       raw=s2s_conf(pb, [('a.test', pa)], ca.crt, secure_auth,
+                                    direct=direct))
     return a, b
 
 
@@ -78,10 +82,11 @@ class Federation:
     """The tests, run once over dialback and once over SASL EXTERNAL."""
 
     secure_auth = False
+    direct = False
 
     @classmethod
     def setUpClass(cls):
-        cls.a, cls.b = pair(ca, cls.secure_auth, cls.secure_auth)
+        cls.a, cls.b = pair(ca, cls.secure_auth, cls.secure_auth, cls.direct)
 
     @classmethod
     def tearDownClass(cls):
@@ -116,6 +121,9 @@ class Federation:
         mech = 'SASL EXTERNAL' if self.secure_auth else 'dialback'
         self.a.wait_log(r's2s a\.test -> b\.test ready \(%s\)' % mech, 10)
         self.b.wait_log(r's2s b\.test -> a\.test ready \(%s\)' % mech, 10)
+        how = 'direct TLS' if self.direct else 'STARTTLS'
+        self.a.wait_log(r's2s connection from .* \(%s\)' % how, 10)
+        self.b.wait_log(r's2s connection from .* \(%s\)' % how, 10)
 
     def remote_iq(self, s, to, payload, type_='get'):
         iid = s.c.next_id('iq')
@@ -215,6 +223,13 @@ class DialbackTest(Federation, harness.ServerTestCase):
 
 class ExternalTest(Federation, harness.ServerTestCase):
     secure_auth = True
+
+
+class DirectTlsTest(Federation, harness.ServerTestCase):
+    """XEP-0368: both servers listen with direct TLS (as on 5270) and
+    their routes say so; authenticated with SASL EXTERNAL."""
+    secure_auth = True
+    direct = True
 
 
 class PeerDownTest(harness.ServerTestCase):
