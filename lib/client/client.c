@@ -299,6 +299,12 @@ static void handle_iq(starling_client_t *c, xml_tree_t *t)
         return;
     }
     starling_stanza_t st = {el, t};
+    /* XEP-0199 §4.2: the server (or anyone) checking that we are there. */
+    if (strcmp(type, "get") == 0 &&
+        xml_element_child(el, "urn:xmpp:ping", "ping") != NULL) {
+        starling_iq_reply(c, &st, NULL, NULL, NULL);
+        return;
+    }
     bool handled = c->ev.iq != NULL && c->ev.iq(c, &st, c->ud);
     /* RFC 6120 §8.4: every get/set gets an answer. */
     if (!handled)

@@ -1,6 +1,8 @@
 #include "net/conn.h"
 
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1049,12 +1051,37 @@ static void note_peer(conn_t *c)
         uv_ip6_name((struct sockaddr_in6 *)&ss, c->addr, sizeof(c->addr));
 }
 
+/* TCP keepalive on every connection, both directions: a peer that
+ * vanished without a FIN or RST (a phone that lost its network, a NAT that
+ * forgot the mapping) is found after CONN_KEEPALIVE_IDLE s of silence plus
+ * CONN_KEEPALIVE_COUNT unanswered probes CONN_KEEPALIVE_INTERVAL s apart,
+ * even when nothing above pings it. */
+enum {
+    CONN_KEEPALIVE_IDLE = 120,
+    CONN_KEEPALIVE_INTERVAL = 30,
+    CONN_KEEPALIVE_COUNT = 4,
+};
+
+static void set_keepalive(conn_t *c)
+{
+    uv_tcp_keepalive(&c->tcp, 1, CONN_KEEPALIVE_IDLE);
+#if defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        int intvl = CONN_KEEPALIVE_INTERVAL, cnt = CONN_KEEPALIVE_COUNT;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    }
+#endif
+}
+
 int conn_accept(conn_t *c, uv_stream_t *listener)
 {
     int rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
     if (rc < 0)
         return rc;
     uv_tcp_nodelay(&c->tcp, 1);
+    set_keepalive(c);
     note_peer(c);
     return 0;
 }
@@ -1065,6 +1092,7 @@ static void on_connect(uv_connect_t *req, int status)
     c->connecting = false;
     if (status == 0 && !c->closing) {
         uv_tcp_nodelay(&c->tcp, 1);
+        set_keepalive(c);
         note_peer(c);
     }
     if (c->connect_cb != NULL)

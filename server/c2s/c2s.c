@@ -42,6 +42,7 @@ struct c2s_listener {
 enum timer_mode {
     TIMER_HANDSHAKE, /* accept → bound */
     TIMER_IDLE,      /* bound: no byte from the client for this long */
+    TIMER_PING,      /* idle, pinged (XEP-0199 §4.2): waiting for any byte */
     TIMER_CLOSE,     /* our close tag sent: waiting for the client's */
 };
 
@@ -90,6 +91,7 @@ struct c2s_session {
     conn_t *conn; /* NULL once the connection is freed */
     uv_timer_t timer;
     enum timer_mode timer_mode;
+    unsigned long pings; /* XEP-0199 pings sent, for their ids */
     stream_t *stream;
     c2s_addr_t *addr_entry; /* counts this connection */
     bool unauthenticated;   /* counted in addr_entry->unauthenticated */
@@ -222,14 +224,51 @@ static void session_end(c2s_session_t *s, bool now)
 
 /* --------------------------------------------------------------- timers */
 
+static void set_timer(c2s_session_t *s, enum timer_mode mode, double seconds);
+
+/* An XEP-0199 ping from the server to the bound resource; false when the
+ * stream cannot take it. The answer is consumed by the router (a result
+ * for the server). */
+static bool send_ping(c2s_session_t *s)
+{
+    if (!stream_is_bound(s->stream))
+        return false;
+    char full[JID_FORMAT_BUF], id[40];
+    jid_format(&s->target.jid, false, full, sizeof(full));
+    snprintf(id, sizeof(id), "starling-ping-%lu", ++s->pings);
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "<iq type='get' id='");
+    rc |= buf_append_str(&b, id);
+    rc |= buf_append_str(&b, "' from='");
+    rc |= xml_escape_attr(s->target.jid.domain, s->target.jid.domain_len, &b);
+    rc |= buf_append_str(&b, "' to='");
+    rc |= xml_escape_attr(full, strlen(full), &b);
+    rc |= buf_append_str(&b, "'><ping xmlns='urn:xmpp:ping'/></iq>");
+    bool ok = rc == 0 && stream_send_raw(s->stream, b.data, b.len);
+    buf_free(&b);
+    if (ok)
+        LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "idle: pinged %s", full);
+    return ok;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     c2s_session_t *s = t->data;
     switch (s->timer_mode) {
-    case TIMER_HANDSHAKE:
     case TIMER_IDLE:
+        /* XEP-0199 §4.2: a silent client is asked whether it is there
+         * before it is cut; any byte it sends counts as the answer. */
+        if (s->srv->cfg->ping_timeout > 0 && send_ping(s)) {
+            set_timer(s, TIMER_PING, s->srv->cfg->ping_timeout);
+            break;
+        }
+        /* fall through */
+    case TIMER_HANDSHAKE:
+    case TIMER_PING:
         LOG(&s->srv->log, LOG_INFO, s->target.conn, "%s timeout",
-            s->timer_mode == TIMER_IDLE ? "idle" : "negotiation");
+            s->timer_mode == TIMER_HANDSHAKE ? "negotiation"
+            : s->timer_mode == TIMER_PING    ? "ping"
+                                             : "idle");
         stream_error(s->stream, "connection-timeout", NULL);
         session_after_stream(s);
         break;
@@ -525,7 +564,7 @@ static void on_conn_data(void *ud, const char *data, size_t len)
     c2s_session_t *s = ud;
     if (s->closing)
         return;
-    if (s->timer_mode == TIMER_IDLE)
+    if (s->timer_mode == TIMER_IDLE || s->timer_mode == TIMER_PING)
         set_timer(s, TIMER_IDLE, s->srv->cfg->idle_timeout);
     stream_feed(s->stream, data, len);
     session_after_stream(s);

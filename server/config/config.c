@@ -158,6 +158,7 @@ int config_defaults(server_config_t *c)
     c->max_depth = 64;
     c->max_attrs = 64;
     c->idle_timeout = 300.0;
+    c->ping_timeout = 60.0;
     c->close_timeout = 10.0;
     c->handshake_timeout = 60.0;
     c->rate_limit = 64 * 1024;
@@ -291,6 +292,7 @@ static const desc_t limits_desc[] = {
     {"max_depth", K_UINT, F(max_depth), 8, 1024, NULL, false},
     {"max_attrs", K_UINT, F(max_attrs), 8, 1024, NULL, false},
     {"idle_timeout", K_DOUBLE, F(idle_timeout), 0, 86400, NULL, false},
+    {"ping_timeout", K_DOUBLE, F(ping_timeout), 0, 3600, NULL, false},
     {"close_timeout", K_DOUBLE, F(close_timeout), 0.1, 600, NULL, false},
     {"handshake_timeout", K_DOUBLE, F(handshake_timeout), 1, 3600, NULL, false},
     {"rate_limit", K_SIZE, F(rate_limit), 0, 1 << 30, NULL, false},

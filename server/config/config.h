@@ -117,6 +117,9 @@ typedef struct server_config {
     unsigned max_depth;             /* default 64, 8..1024 */
     unsigned max_attrs;             /* default 64, 8..1024 */
     double idle_timeout;      /* seconds, default 300, 0..86400; 0 = never */
+    double ping_timeout;      /* seconds a pinged idle client has to send
+                                 anything, default 60, 0..3600; 0: no ping,
+                                 closed at idle_timeout (XEP-0199 §4.2) */
     double close_timeout;     /* seconds to wait for the peer's close tag,
                                  default 10, 0.1..600 */
     double handshake_timeout; /* seconds from accept to bound, default 60,

@@ -10,7 +10,10 @@
  *   5. an IQ that nobody answers times out (STARLING_ERR_TIMEOUT);
  *   6. an IQ to the server in an unknown namespace: service-unavailable;
  *   7. directed presence with show/status arrives;
- *   8. a polite disconnect reports no error.
+ *   8. both stay silent for 3 s, past the server's idle and ping timeouts
+ *      (1 s each in the test): the library answers the server's XEP-0199
+ *      pings, so both are still connected and a ping to the server works;
+ *   9. a polite disconnect reports no error.
  *
  *   client_lib_check PORT CA_FILE  (passwords in ALICE_PW and BOB_PW)
  *
@@ -32,6 +35,7 @@ typedef struct check {
     int disconnected;
     bool bob_answers; /* bob answers urn:example:echo */
     uv_timer_t deadline;
+    uv_timer_t idle;
 } check_t;
 
 static void next_step(check_t *k);
@@ -67,7 +71,7 @@ static void on_disconnected(starling_client_t *c, const starling_error_t *err,
                             void *ud)
 {
     check_t *k = ud;
-    if (k->step != 8) {
+    if (k->step != 9) {
         fprintf(stderr, "unexpected disconnect of %s: %s\n",
                 c == k->alice ? "alice" : "bob",
                 err && err->description ? err->description : "(clean)");
@@ -182,6 +186,26 @@ static void iq_server(starling_client_t *c, const starling_stanza_t *r,
         fail(k, "server IQ");
 }
 
+static void iq_ping(starling_client_t *c, const starling_stanza_t *r,
+                    const starling_error_t *e, void *ud)
+{
+    check_t *k = ud;
+    (void)c;
+    if (e == NULL && r != NULL &&
+        strcmp(starling_stanza_attr(r, "type"), "result") == 0)
+        pass(k, "still connected after 3 s of silence (pings answered)");
+    else
+        fail(k, "ping to the server after the silence");
+}
+
+static void after_idle(uv_timer_t *t)
+{
+    check_t *k = t->data;
+    if (starling_iq_send(k->alice, NULL, false, "<ping xmlns='urn:xmpp:ping'/>",
+                         0, iq_ping, k) < 0)
+        fail(k, "iq_send after the silence");
+}
+
 static void next_step(check_t *k)
 {
     switch (k->step) {
@@ -222,6 +246,9 @@ static void next_step(check_t *k)
             fail(k, "send_presence");
         break;
     case 8:
+        uv_timer_start(&k->idle, after_idle, 3000, 0);
+        break;
+    case 9:
         starling_client_disconnect(k->alice);
         starling_client_disconnect(k->bob);
         break;
@@ -271,11 +298,14 @@ int main(int argc, char **argv)
     }
     uv_timer_init(k.loop, &k.deadline);
     k.deadline.data = &k;
+    uv_timer_init(k.loop, &k.idle);
+    k.idle.data = &k;
     uv_timer_start(&k.deadline, on_deadline, 20000, 0);
     starling_client_connect(k.alice);
     starling_client_connect(k.bob);
     uv_run(k.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&k.deadline, NULL);
+    uv_close((uv_handle_t *)&k.idle, NULL);
     starling_client_free(k.alice);
     starling_client_free(k.bob);
     uv_run(k.loop, UV_RUN_DEFAULT);
@@ -284,7 +314,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "FAIL: handles left open on the loop\n");
         return 1;
     }
-    if (k.failures == 0 && k.step == 9) {
+    if (k.failures == 0 && k.step == 10) {
         fprintf(stderr, "all steps passed\n");
         return 0;
     }

@@ -3,7 +3,7 @@ program that uses only include/starling/client.h, linked with the shared
 libstarling) against a harness server. See client_lib_check.c for the
 steps: connect, message with subject and thread, automatic
 service-unavailable for unhandled IQs, IQ results, IQ timeouts, presence,
-polite disconnect with every handle closed."""
+XEP-0199 pings from the server answered while idle, polite disconnect with every handle closed."""
 
 import os
 import subprocess
@@ -15,7 +15,9 @@ CHECK = os.environ.get('CLIENT_LIB_CHECK')
 
 class ClientLibTest(ServerTestCase):
     def test_public_api(self):
-        srv = Server()
+        # Short idle and ping timeouts: the library must answer the
+        # server's XEP-0199 pings (step 8).
+        srv = Server(limits={'idle_timeout': 1.0, 'ping_timeout': 1.0})
         try:
             env = dict(os.environ, ALICE_PW=srv.users['alice@localhost'],
                        BOB_PW=srv.users['bob@localhost'])

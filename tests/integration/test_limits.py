@@ -1,6 +1,7 @@
 """Keepalives, idle timeout, the input rate limit, the output limit and the
 per-address limits over real sockets (RFC 6120 §4.6.1 whitespace
-keepalives, §4.9.3.4 connection-timeout; limits.idle_timeout,
+keepalives, §4.9.3.4 connection-timeout; XEP-0199 pings of idle
+clients and TCP keepalive; limits.idle_timeout, ping_timeout,
 limits.rate_limit/rate_burst, limits.max_connections_per_address,
 limits.max_unauthenticated_per_address, sasl.auth_failure_delay).
 
@@ -22,7 +23,7 @@ class Idle(harness.ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = Server(limits={'idle_timeout': 1.0})
+        cls.srv = Server(limits={'idle_timeout': 1.0, 'ping_timeout': 1.0})
 
     @classmethod
     def tearDownClass(cls):
@@ -39,13 +40,60 @@ class Idle(harness.ServerTestCase):
         c.send(' \n \t ')
         self.assertEqual(c.sync(), [])
 
+    def expect_ping(self, c, after):
+        """The server's XEP-0199 ping, no sooner than `after` seconds."""
+        t0 = time.monotonic()
+        iq = c.expect_stanza('iq', timeout=8)
+        self.assertGreaterEqual(time.monotonic() - t0, after)
+        self.assertEqual(iq.get('type'), 'get')
+        self.assertEqual(iq.get('from'), 'localhost')
+        self.assertEqual(iq.get('to'), c.jid)
+        self.assertIsNotNone(iq.find('{urn:xmpp:ping}ping'))
+        return iq
+
     def test_idle_timeout(self):
-        """No traffic for idle_timeout (1 s) on a bound stream:
+        """XEP-0199 §4.2: no traffic for idle_timeout (1 s) on a bound
+        stream: the server pings; no answer for ping_timeout (1 s):
         <connection-timeout/>, close tag, end of TCP."""
         c = self.login(self.srv)
         t0 = time.monotonic()
+        self.expect_ping(c, 0.8)
         c.expect_stream_error('connection-timeout', timeout=8)
-        self.assertGreaterEqual(time.monotonic() - t0, 0.8)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.8)
+
+    def test_ping_answered(self):
+        """A client that answers each ping stays connected however long it
+        is otherwise silent (Conversations pings the server only every
+        300 s, the default idle_timeout: it is pinged, never cut)."""
+        c = self.login(self.srv)
+        for _ in range(3):
+            iq = self.expect_ping(c, 0.8)
+            c.send("<iq type='result' id='%s' to='localhost'/>" % iq.get('id'))
+        self.assertEqual(c.sync(), [])
+
+    def test_tcp_keepalive(self):
+        """TCP keepalive is on for client connections: the kernel's
+        keepalive timer runs on the server's end of an idle connection
+        (/proc/net/tcp, timer 2 = keepalive)."""
+        c = self.login(self.srv)
+        local = c.sock.getsockname()[1]
+        # Until what the server sent is acknowledged the retransmission
+        # timer (1) shows; then the keepalive one.
+        deadline = time.monotonic() + 3
+        while True:
+            found = None
+            with open('/proc/net/tcp') as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    lport = int(fields[1].split(':')[1], 16)
+                    rport = int(fields[2].split(':')[1], 16)
+                    if rport == local and lport == self.srv.port:
+                        found = fields[5].split(':')[0]
+            if found == '02' or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(found, '02', 'timer of the server-side socket')
+        c.sync()
 
 
 class RateLimit(harness.ServerTestCase):

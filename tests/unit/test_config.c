@@ -186,6 +186,7 @@ static void assert_same_settings(const server_config_t *a,
     assert_int_equal(a->max_depth, b->max_depth);
     assert_int_equal(a->max_attrs, b->max_attrs);
     assert_true(a->idle_timeout == b->idle_timeout);
+    assert_true(a->ping_timeout == b->ping_timeout);
     assert_true(a->close_timeout == b->close_timeout);
     assert_true(a->handshake_timeout == b->handshake_timeout);
     assert_int_equal(a->rate_limit, b->rate_limit);
@@ -286,6 +287,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_depth, 64);
     assert_int_equal(c.max_attrs, 64);
     assert_true(c.idle_timeout == 300.0);
+    assert_true(c.ping_timeout == 60.0);
     assert_true(c.close_timeout == 10.0);
     assert_true(c.handshake_timeout == 60.0);
     assert_int_equal(c.rate_limit, 65536);
