@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/xalloc.h"
+
 /* One enabled module. */
 typedef struct module_instance {
     const module_desc_t *desc;
@@ -284,4 +286,191 @@ void module_reply_error(const module_call_t *c, const char *type,
                         const char *condition)
 {
     router_reply_error(c->from, c->tree->root, type, condition);
+}
+
+/* ------------------------------------------------------- later replies */
+
+struct module_later {
+    router_t *router;
+    xml_tree_t *tree; /* a copy of the stanza */
+    bool remote;      /* from another server */
+    bool held;
+    bool for_account; /* addressed to the sender's own account */
+    jid_t sender;     /* local: the session, found again with conn */
+    unsigned long conn;
+    char *node, *domain, *sender_s;
+};
+
+static char *dup_or_empty(const char *s, size_t len)
+{
+    char *d = xmalloc(len + 1);
+    if (len > 0)
+        memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+module_later_t *module_later_new(const module_call_t *c)
+{
+    module_later_t *l = xcalloc(1, sizeof(*l));
+    l->router = c->router;
+    l->tree = xml_tree_new();
+    if (l->tree == NULL || xml_node_copy(l->tree, NULL, c->tree->root) == NULL)
+        xalloc_fail(256);
+    l->remote = c->from->remote;
+    l->for_account = c->addressee == MODULE_TO_ACCOUNT;
+    const jid_t *acct = c->to != NULL && c->to->node != NULL ? c->to
+                        : c->addressee == MODULE_TO_ACCOUNT  ? &c->from->jid
+                                                             : NULL;
+    l->node = acct != NULL ? dup_or_empty(acct->node, acct->node_len)
+                           : dup_or_empty("", 0);
+    l->domain = acct != NULL ? dup_or_empty(acct->domain, acct->domain_len)
+                             : dup_or_empty("", 0);
+    char full[JID_FORMAT_BUF];
+    full[0] = '\0';
+    if (c->from->jid.domain != NULL)
+        jid_format(&c->from->jid, false, full, sizeof(full));
+    l->sender_s = dup_or_empty(full, strlen(full));
+    /* A local session (not the router's own sender, which has no
+     * account and is never unbound) is held and found again later. */
+    if (!l->remote && c->from->account != NULL) {
+        if (jid_copy(&l->sender, &c->from->jid) != JID_OK)
+            xalloc_fail(sizeof(l->sender));
+        l->conn = c->from->conn;
+        router_hold(c->router, c->from);
+        l->held = true;
+    }
+    return l;
+}
+
+const xml_node_t *module_later_stanza(const module_later_t *l)
+{
+    return l->tree->root;
+}
+
+const char *module_later_node(const module_later_t *l)
+{
+    return l->node;
+}
+
+const char *module_later_domain(const module_later_t *l)
+{
+    return l->domain;
+}
+
+bool module_later_for_account(const module_later_t *l)
+{
+    return l->for_account;
+}
+
+const char *module_later_sender(const module_later_t *l)
+{
+    return l->sender_s;
+}
+
+xml_node_t *module_later_result(module_later_t *l, xml_tree_t **out)
+{
+    module_call_t c = {.tree = l->tree};
+    return module_iq_result(&c, out);
+}
+
+static void later_free(module_later_t *l)
+{
+    if (l->held) {
+        route_target_t *t = router_find_conn(l->router, &l->sender, l->conn);
+        if (t != NULL)
+            router_release(l->router, t);
+    }
+    jid_clear(&l->sender);
+    xml_tree_free(l->tree);
+    free(l->node);
+    free(l->domain);
+    free(l->sender_s);
+    free(l);
+}
+
+void module_later_send(module_later_t *l, xml_tree_t *t)
+{
+    if (t != NULL && l->remote) {
+        /* Over s2s both addresses are required (RFC 6120 §8.1.1.1). */
+        if (xml_element_attr(t->root, NULL, "from") == NULL &&
+            xml_element_set_attr(t, t->root, NULL, "from", l->domain) < 0)
+            xalloc_fail(256);
+        router_send_remote(l->router, t);
+    } else if (t != NULL) {
+        route_target_t *to =
+            l->held ? router_find_conn(l->router, &l->sender, l->conn) : NULL;
+        if (to != NULL) {
+            route_stanza_t st = ROUTE_STANZA(t->root, l->router);
+            router_deliver(to, &st);
+            route_stanza_done(&st);
+        }
+        xml_tree_free(t);
+    }
+    later_free(l);
+}
+
+void module_later_error(module_later_t *l, const char *type,
+                        const char *condition)
+{
+    if (l->remote) {
+        router_reply_error_remote(l->router, l->tree->root, type, condition);
+    } else if (l->held) {
+        route_target_t *to = router_find_conn(l->router, &l->sender, l->conn);
+        if (to != NULL)
+            router_reply_error(to, l->tree->root, type, condition);
+    }
+    later_free(l);
+}
+
+/* ------------------------------------------------------- stored XML */
+
+typedef struct parse_into {
+    xml_tree_t *t;
+    xml_node_t *parent;
+} parse_into_t;
+
+static void parse_header(void *ud, xml_tree_t *header)
+{
+    (void)ud;
+    xml_tree_free(header);
+}
+
+static void parse_element(void *ud, xml_tree_t *el)
+{
+    parse_into_t *p = ud;
+    if (xml_node_copy(p->t, p->parent, el->root) == NULL)
+        xalloc_fail(256);
+    xml_tree_free(el);
+}
+
+static void parse_end(void *ud)
+{
+    (void)ud;
+}
+
+int module_parse_into(xml_tree_t *t, xml_node_t *parent, const char *data,
+                      size_t len)
+{
+    static const xml_parser_cbs_t cbs = {parse_header, parse_element,
+                                         parse_end};
+    static const char header[] =
+        "<stream:stream xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    parse_into_t p = {t, parent};
+    /* What was stored came through the stanza limits in force then. */
+    xml_parser_opts_t o = {.content_ns = NULL};
+    xml_limits_default(&o.limits);
+    o.limits.max_element_size = len + sizeof(header) + 1024;
+    o.limits.max_depth = 1024;
+    o.limits.max_attrs = 1024;
+    xml_parser_t *ps = xml_parser_new(&o, &cbs, &p);
+    if (ps == NULL)
+        xalloc_fail(sizeof(header));
+    int rc = xml_parser_feed(ps, header, sizeof(header) - 1) == XML_OK &&
+                     xml_parser_feed(ps, data, len) == XML_OK
+                 ? 0
+                 : -1;
+    xml_parser_free(ps);
+    return rc;
 }

@@ -264,4 +264,41 @@ void module_send(const module_call_t *c, xml_tree_t *t);
 void module_reply_error(const module_call_t *c, const char *type,
                         const char *condition);
 
+/* ------------------------------------------------------- later replies
+ *
+ * A handler whose answer waits (for the store) keeps the stanza in a
+ * module_later_t. A local sender is held (router_hold) until the answer
+ * is given, so that its next stanzas are handled after this one; a sender
+ * on another server is answered through its server. Exactly one of
+ * module_later_send()/module_later_error()/module_later_drop() ends it. */
+typedef struct module_later module_later_t;
+
+/* Aborts when out of memory (like the store's requests). */
+module_later_t *module_later_new(const module_call_t *c);
+/* The stanza, as it was routed (its root). */
+const xml_node_t *module_later_stanza(const module_later_t *l);
+/* The account it was for (the 'to' bare JID, or the sender's own for an
+ * IQ to the account): its node and domain. */
+const char *module_later_node(const module_later_t *l);
+const char *module_later_domain(const module_later_t *l);
+/* It was addressed to the sender's own account (MODULE_TO_ACCOUNT). */
+bool module_later_for_account(const module_later_t *l);
+/* The sender's full JID, as a string ("" for the server's own sender). */
+const char *module_later_sender(const module_later_t *l);
+/* Starts the IQ result (as module_iq_result()). */
+xml_node_t *module_later_result(module_later_t *l, xml_tree_t **out);
+/* Sends t (NULL: nothing) to the sender, releases and frees l. */
+void module_later_send(module_later_t *l, xml_tree_t *t);
+/* Answers with an error, releases and frees l. */
+void module_later_error(module_later_t *l, const char *type,
+                        const char *condition);
+
+/* Parses `len` bytes of serialized elements (as xml_serialize() wrote
+ * them with no inherited namespace: stored documents) and adds copies of
+ * them, in order, under `parent` of tree t. Returns 0, or -1 when the
+ * bytes do not parse (a stored document this code did not write). Aborts
+ * when out of memory. */
+int module_parse_into(xml_tree_t *t, xml_node_t *parent, const char *data,
+                      size_t len);
+
 #endif

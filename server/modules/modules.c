@@ -13,6 +13,8 @@ static const module_desc_t *const all[] = {
     &module_ping,    /* XEP-0199 */
     &module_version, /* XEP-0092 */
     &module_time,    /* XEP-0202 */
+    &module_private, /* XEP-0049 */
+    &module_vcard,   /* XEP-0054 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

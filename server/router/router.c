@@ -804,6 +804,25 @@ static void remote_kick(route_target_t *t, const char *condition)
 static const route_target_ops_t remote_ops = {remote_deliver, remote_kick,
                                               NULL};
 
+void router_reply_error_remote(router_t *r, const xml_node_t *stanza,
+                               const char *type, const char *condition)
+{
+    const char *from_s = xml_element_attr(stanza, NULL, "from");
+    const char *to_s = xml_element_attr(stanza, NULL, "to");
+    remote_sender_t rs = {.t = {.ops = &remote_ops, .remote = true}, .r = r};
+    jid_t to = {0};
+    if (from_s != NULL && to_s != NULL &&
+        jid_parse(from_s, strlen(from_s), 0, &rs.t.jid) == JID_OK &&
+        jid_parse(to_s, strlen(to_s), 0, &to) == JID_OK) {
+        char local[JID_FORMAT_BUF];
+        snprintf(local, sizeof(local), "%s", to.domain);
+        rs.local = local;
+        router_reply_error(&rs.t, stanza, type, condition);
+    }
+    jid_clear(&to);
+    jid_clear(&rs.t.jid);
+}
+
 void router_route_remote(router_t *r, xml_tree_t *tree)
 {
     const char *from_s = xml_element_attr(tree->root, NULL, "from");

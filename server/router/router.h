@@ -231,6 +231,12 @@ void router_bounce(router_t *r, const xml_node_t *stanza, const char *type,
  * the sender); replies and errors go back to the sender's server. */
 void router_route_remote(router_t *r, xml_tree_t *tree);
 
+/* The same as router_reply_error() for a stanza that came from another
+ * server (router_route_remote), answered later, when its sender's
+ * route_target_t is gone: the error goes back to that server. */
+void router_reply_error_remote(router_t *r, const xml_node_t *stanza,
+                               const char *type, const char *condition);
+
 /* Sends an error reply to `stanza` back to `to` (RFC 6120 §8.3): type
  * 'error', to/from swapped, the original children included, never in
  * reply to an error. `type` is cancel/modify/wait/auth/continue. The

@@ -233,4 +233,39 @@ typedef void (*store_count_cb)(void *ud, int err, uint64_t count);
 void store_offline_count(store_t *s, const char *domain, const char *node,
                          store_count_cb cb, void *ud);
 
+/* ------------------------------------------------------------ account data
+ * Small documents an account keeps on the server, each under a `kind`
+ * (the module's: "private", "vcard", "block") and a `key` within it
+ * (XEP-0049: the namespace; a block list: the blocked JID; "" for a single
+ * document). Values are bytes, usually XML as serialized; `updated` is
+ * Unix seconds of the last write. A kind's documents list oldest write
+ * first. They go with their account. */
+
+typedef struct store_data_item {
+    const char *key;
+    const char *value; /* NUL after len bytes */
+    size_t len;
+    int64_t updated;
+} store_data_item_t;
+
+/* items NULL and count 0 on error or when there are none. */
+typedef void (*store_data_cb)(void *ud, int err, const store_data_item_t *items,
+                              size_t count);
+
+/* Writes (inserts or replaces) one document; STORE_ERR_NOT_FOUND when
+ * there is no such account. */
+void store_data_put(store_t *s, const char *domain, const char *node,
+                    const char *kind, const char *key, const void *value,
+                    size_t len, store_done_cb cb, void *ud);
+/* The document `key` of `kind` (0 or 1 items), or with key NULL every
+ * document of the kind. An unknown account has none. */
+void store_data_get(store_t *s, const char *domain, const char *node,
+                    const char *kind, const char *key, store_data_cb cb,
+                    void *ud);
+/* Deletes the document `key` of `kind`, or with key NULL all of the kind;
+ * deleting nothing is no error. */
+void store_data_delete(store_t *s, const char *domain, const char *node,
+                       const char *kind, const char *key, store_done_cb cb,
+                       void *ud);
+
 #endif

@@ -915,6 +915,18 @@ def stanza_error_condition(el):
 
 # ----------------------------------------------------------------- login
 
+def iq(c, to, payload, type_='get'):
+    """Sends an IQ from client c (to None: for the account) and returns
+    the answer with the same id, skipping other stanzas."""
+    iid = c.next_id('iq')
+    attr = '' if to is None else " to='%s'" % to
+    c.send("<iq type='%s' id='%s'%s>%s</iq>" % (type_, iid, attr, payload))
+    while True:
+        el = c.expect_stanza('iq')
+        if el.get('id') == iid:
+            return el
+
+
 def login(server, jid='alice@localhost', password=None, resource=None,
           mech='SCRAM-SHA-256', transport='starttls', tls_max=None):
     """A bound client: connect, STARTTLS (or direct TLS, or plaintext on

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Server, q, stanza_error_condition  # noqa: E402
+from harness import Server, iq, q, stanza_error_condition  # noqa: E402
 
 NS_PING = 'urn:xmpp:ping'
 NS_INFO = 'http://jabber.org/protocol/disco#info'
@@ -20,18 +20,7 @@ NS_ITEMS = 'http://jabber.org/protocol/disco#items'
 NS_VERSION = 'jabber:iq:version'
 NS_TIME = 'urn:xmpp:time'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
-                    'msgoffline'}
-
-
-def iq(c, to, payload, type_='get'):
-    """Sends an IQ and returns the answer with the same id."""
-    iid = c.next_id('m')
-    attr = '' if to is None else " to='%s'" % to
-    c.send("<iq type='%s' id='%s'%s>%s</iq>" % (type_, iid, attr, payload))
-    while True:
-        el = c.expect_stanza('iq')
-        if el.get('id') == iid:
-            return el
+                    'msgoffline', 'jabber:iq:private', 'vcard-temp'}
 
 
 def features(info):

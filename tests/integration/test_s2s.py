@@ -127,8 +127,9 @@ class Federation:
 
     def remote_iq(self, s, to, payload, type_='get'):
         iid = s.c.next_id('iq')
-        s.send("<iq type='%s' id='%s' to='%s'>%s</iq>" % (type_, iid, to,
-                                                         payload))
+        to_attr = " to='%s'" % to if to else ''
+        s.send("<iq type='%s' id='%s'%s>%s</iq>" % (type_, iid, to_attr,
+                                                   payload))
         return s.wait(lambda e: e.tag == harness.q(harness.NS_CLIENT, 'iq')
                       and e.get('id') == iid, 'the answer to %s' % iid,
                       timeout=20)
@@ -168,6 +169,19 @@ class Federation:
         r = alice.wait(lambda e: e.get('id') == iid, 'the pong', timeout=20)
         self.assertEqual((r.get('type'), r.get('from')),
                          ('result', 'bob@b.test/q'))
+        # A vCard over there: none yet (service-unavailable, answered
+        # after the store was asked), then the one bob sets (XEP-0054 §3.3).
+        r = self.remote_iq(alice, 'bob@b.test', "<vCard xmlns='vcard-temp'/>")
+        self.assertEqual(harness.stanza_error_condition(r),
+                         ('cancel', 'service-unavailable'))
+        self.assertEqual(r.get('from'), 'bob@b.test')
+        r = self.remote_iq(bob, None, "<vCard xmlns='vcard-temp'><FN>Bob</FN>"
+                           "</vCard>", 'set')
+        self.assertEqual(r.get('type'), 'result')
+        r = self.remote_iq(alice, 'bob@b.test', "<vCard xmlns='vcard-temp'/>")
+        self.assertEqual((r.get('type'), r.get('from')),
+                         ('result', 'bob@b.test'))
+        self.assertEqual(r.findtext('{vcard-temp}vCard/{vcard-temp}FN'), 'Bob')
         r = self.remote_iq(alice, 'bob@b.test/gone',
                            "<ping xmlns='urn:xmpp:ping'/>")
         self.assertEqual(r.get('type'), 'error')

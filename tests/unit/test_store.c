@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <dirent.h>
@@ -19,6 +20,9 @@
 
 #include "store/store.h"
 #include "store/store_internal.h"
+
+/* The newest schema version (store.c's groups). */
+#define SCHEMA_NEWEST 4
 
 typedef struct fixture {
     char dir[64];
@@ -298,7 +302,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     close_store(f);
 
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), SCHEMA_NEWEST);
     assert_int_equal(sqlite_int(f->path,
                                 "SELECT count(*) FROM sqlite_master WHERE "
                                 "type = 'table' AND name IN ('accounts', "
@@ -666,7 +670,7 @@ static void test_reopen_persists(void **state)
     do_get(f, "example.org", "alice", &r);
     assert_int_equal(r.err, STORE_OK);
     assert_account_equal(&r.account, &a);
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), SCHEMA_NEWEST);
 }
 
 /* --- opening failures --- */
@@ -1615,6 +1619,145 @@ static void test_account_delete_cascade(void **state)
 
 /* --- persistence --- */
 
+/* ------------------------------------------------------------ account data */
+
+enum { DATA_MAX = 8 };
+
+typedef struct data_result {
+    result_t base;
+    size_t count;
+    char keys[DATA_MAX][64];
+    char values[DATA_MAX][128];
+    size_t lens[DATA_MAX];
+    int64_t updated[DATA_MAX];
+} data_result_t;
+
+static void on_data(void *ud, int err, const store_data_item_t *items, size_t n)
+{
+    data_result_t *r = ud;
+    result_note(&r->base, err);
+    assert_true(n <= DATA_MAX);
+    assert_true((items == NULL) == (n == 0));
+    r->count = n;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strlen(items[i].key) < sizeof(r->keys[i]));
+        assert_true(items[i].len < sizeof(r->values[i]));
+        assert_int_equal(items[i].value[items[i].len], '\0');
+        strcpy(r->keys[i], items[i].key);
+        memcpy(r->values[i], items[i].value, items[i].len);
+        r->lens[i] = items[i].len;
+        r->updated[i] = items[i].updated;
+    }
+}
+
+static int do_data_put(fixture_t *f, const char *node, const char *kind,
+                       const char *key, const char *value)
+{
+    result_t r;
+    result_init(&r, f);
+    store_data_put(f->store, "example.org", node, kind, key, value,
+                   value != NULL ? strlen(value) : 0, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+static void do_data_get(fixture_t *f, const char *node, const char *kind,
+                        const char *key, data_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    result_init(&r->base, f);
+    store_data_get(f->store, "example.org", node, kind, key, on_data, r);
+    wait_result(f, &r->base);
+}
+
+static int do_data_delete(fixture_t *f, const char *node, const char *kind,
+                          const char *key)
+{
+    result_t r;
+    result_init(&r, f);
+    store_data_delete(f->store, "example.org", node, kind, key, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+/* Documents by kind and key: one or all of a kind, oldest write first (a
+ * rewrite moves to the end), kinds and accounts apart, deletes of one or
+ * all, bytes kept exactly, no account: NOT_FOUND; and they survive a
+ * reopen and go with their account. */
+static void test_data_round_trip(void **state)
+{
+    fixture_t *f = *state;
+    data_result_t r;
+    create_account(f, "example.org", "alice");
+    create_account(f, "example.org", "bob");
+    time_t t0 = time(NULL);
+
+    assert_int_equal(do_data_put(f, "alice", "private", "ns:a", "<a/>"),
+                     STORE_OK);
+    assert_int_equal(do_data_put(f, "alice", "private", "ns:b", "<b/>"),
+                     STORE_OK);
+    assert_int_equal(do_data_put(f, "alice", "vcard", "", "<vCard/>"),
+                     STORE_OK);
+    assert_int_equal(do_data_put(f, "bob", "private", "ns:a", "<bob/>"),
+                     STORE_OK);
+    assert_int_equal(do_data_put(f, "nobody", "private", "ns:a", "<a/>"),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_data_put(f, "alice", "private", NULL, "<a/>"),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_data_put(f, "alice", "empty", "k", ""), STORE_OK);
+
+    do_data_get(f, "alice", "private", "ns:a", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 1);
+    assert_string_equal(r.keys[0], "ns:a");
+    assert_string_equal(r.values[0], "<a/>");
+    assert_true(r.updated[0] >= t0 && r.updated[0] <= time(NULL));
+    do_data_get(f, "alice", "private", "ns:none", &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 0);
+    do_data_get(f, "alice", "empty", "k", &r);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.lens[0], 0);
+
+    /* A rewrite replaces and moves to the end. */
+    assert_int_equal(do_data_put(f, "alice", "private", "ns:a", "<a2/>"),
+                     STORE_OK);
+    do_data_get(f, "alice", "private", NULL, &r);
+    assert_int_equal(r.count, 2);
+    assert_string_equal(r.keys[0], "ns:b");
+    assert_string_equal(r.keys[1], "ns:a");
+    assert_string_equal(r.values[1], "<a2/>");
+
+    /* Deletes: one, then a whole kind; nothing is no error. */
+    assert_int_equal(do_data_delete(f, "alice", "private", "ns:b"), STORE_OK);
+    assert_int_equal(do_data_delete(f, "alice", "private", "ns:b"), STORE_OK);
+    do_data_get(f, "alice", "private", NULL, &r);
+    assert_int_equal(r.count, 1);
+    close_store(f);
+    open_store(f);
+    do_data_get(f, "alice", "vcard", "", &r);
+    assert_int_equal(r.count, 1);
+    assert_string_equal(r.values[0], "<vCard/>");
+    assert_int_equal(do_data_delete(f, "alice", "private", NULL), STORE_OK);
+    do_data_get(f, "alice", "private", NULL, &r);
+    assert_int_equal(r.count, 0);
+    do_data_get(f, "bob", "private", NULL, &r);
+    assert_int_equal(r.count, 1);
+    assert_string_equal(r.values[0], "<bob/>");
+
+    /* The account's documents go with it. */
+    result_t u;
+    result_init(&u, f);
+    store_account_delete(f->store, "example.org", "alice", on_done, &u);
+    wait_result(f, &u);
+    assert_int_equal(u.err, STORE_OK);
+    assert_int_equal(sqlite_int(f->path, "SELECT count(*) FROM account_data"
+                                         " WHERE node = 'alice'"),
+                     0);
+    do_data_get(f, "bob", "private", "ns:a", &r);
+    assert_int_equal(r.count, 1);
+}
+
 static void test_roster_offline_persist(void **state)
 {
     fixture_t *f = *state;
@@ -1639,7 +1782,7 @@ static void test_roster_offline_persist(void **state)
     assert_int_equal(do_put(f, "example.org", "alice", "<m>2</m>", 0),
                      STORE_OK);
     close_store(f);
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), SCHEMA_NEWEST);
 
     open_store(f);
     store_roster_pending_t p = {"eve@example.net", req, strlen(req)};
@@ -1752,7 +1895,7 @@ static void test_database_from_first_release(void **state)
     assert_int_equal(do_create(f, &b), STORE_OK);
     do_list(f, NULL, &r);
     assert_string_equal(r.names, "newb@example.org olda@example.org");
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), SCHEMA_NEWEST);
     assert_int_equal(
         sqlite_int(f->path, "SELECT created FROM accounts WHERE node = 'olda'"),
         1700000000);
@@ -1770,7 +1913,7 @@ static void test_database_from_first_release(void **state)
     assert_int_equal(do_create(f, &old), STORE_OK);
     assert_roster(f, "example.org", "olda", 0, NULL, 0, NULL, 0);
     close_store(f);
-    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sqlite_int(f->path, "PRAGMA user_version"), SCHEMA_NEWEST);
 }
 
 /* --- the request path, with a request type of the test's own --- */
@@ -2108,6 +2251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offline_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_delete_cascade, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_data_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_persist, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_after_close, setup,
