@@ -47,6 +47,40 @@ const char *config_conflict_name(config_conflict_t c)
     return conflict_names[c];
 }
 
+/* The CONFIG_FIELD_STRINGS settings of module m's settings struct `set`,
+ * each in turn: freed (and emptied) when `copy` is false, else replaced by
+ * a deep copy (false when out of memory, with what was not copied
+ * emptied). */
+static bool module_strings(size_t m, void *set, bool copy)
+{
+    size_t count;
+    bool ok = true;
+    const module_desc_t *mod = modules_all(&count)[m];
+    for (const config_field_t *f = mod->settings; f != NULL && f->name != NULL;
+         f++) {
+        if (f->kind != CONFIG_FIELD_STRINGS)
+            continue;
+        config_strings_t *v = (config_strings_t *)((char *)set + f->offset);
+        char **src = v->v;
+        size_t n = v->n;
+        v->v = NULL;
+        v->n = 0;
+        if (!copy) {
+            for (size_t i = 0; i < n; i++)
+                free(src[i]);
+            free(src);
+            continue;
+        }
+        if (!ok || n == 0)
+            continue;
+        v->v = calloc(n, sizeof(*v->v));
+        ok = v->v != NULL;
+        for (; ok && v->n < n; v->n++)
+            ok = (v->v[v->n] = strdup(src[v->n])) != NULL;
+    }
+    return ok;
+}
+
 void config_free(server_config_t *c)
 {
     if (c == NULL)
@@ -74,7 +108,10 @@ void config_free(server_config_t *c)
     free(c->client_ca_file);
     free(c->storage_path);
     for (size_t i = 0; c->module_settings != NULL && i < c->module_count; i++)
-        free(c->module_settings[i]);
+        if (c->module_settings[i] != NULL) {
+            module_strings(i, c->module_settings[i], false);
+            free(c->module_settings[i]);
+        }
     free(c->module_settings);
     free(c->module_on);
     memset(c, 0, sizeof(*c));
@@ -677,6 +714,44 @@ static int apply_modules(loader_t *l, const config_setting_t *s,
     return 0;
 }
 
+/* A CONFIG_FIELD_STRINGS setting: a list or array of non-empty strings,
+ * f->min..f->max of them; replaces what *v held. */
+static int apply_strings(loader_t *l, const config_setting_t *s,
+                         const config_field_t *f, config_strings_t *v,
+                         const char *name)
+{
+    if (!config_setting_is_list(s) && !config_setting_is_array(s))
+        return wrong_type(l, s, name, "a list of strings [ \"...\", ... ]");
+    int n = config_setting_length(s);
+    if ((double)n < f->min || (double)n > f->max)
+        return fail(l, s, "%s: %d strings, not %g..%g", name, n, f->min,
+                    f->max);
+    char **out = calloc((size_t)n + 1, sizeof(*out));
+    if (out == NULL)
+        return nomem(l);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *str = config_setting_type(e) == CONFIG_TYPE_STRING
+                              ? config_setting_get_string(e)
+                              : NULL;
+        if (str == NULL || str[0] == '\0' || (out[i] = strdup(str)) == NULL) {
+            for (int k = 0; k < i; k++)
+                free(out[k]);
+            free(out);
+            if (str == NULL || str[0] == '\0')
+                return fail(l, e, "%s: each element must be a non-empty string",
+                            name);
+            return nomem(l);
+        }
+    }
+    for (size_t i = 0; i < v->n; i++)
+        free(v->v[i]);
+    free(v->v);
+    v->v = out;
+    v->n = (size_t)n;
+    return 0;
+}
+
 /* The group of module m's settings, through its config_field_t table. */
 static int apply_module_group(loader_t *l, const config_setting_t *group,
                               size_t m, const char *prefix)
@@ -703,6 +778,15 @@ static int apply_module_group(loader_t *l, const config_setting_t *group,
             f++;
         if (f == NULL || f->name == NULL)
             return fail(l, s, "unknown setting '%s'", name);
+        if (f->kind == CONFIG_FIELD_STRINGS) {
+            if (apply_strings(l, s, f,
+                              (config_strings_t
+                                   *)(void *)((char *)l->c->module_settings[m] +
+                                              f->offset),
+                              name) < 0)
+                return -1;
+            continue;
+        }
         d.name = f->name;
         d.kind = f->kind == CONFIG_FIELD_BOOL   ? K_BOOL
                  : f->kind == CONFIG_FIELD_UINT ? K_UINT
@@ -1195,6 +1279,8 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
         if (dst->module_settings[i] == NULL)
             goto nomem;
         memcpy(dst->module_settings[i], src->module_settings[i], size);
+        if (!module_strings(i, dst->module_settings[i], true))
+            goto nomem;
     }
     return 0;
 

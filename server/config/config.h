@@ -54,7 +54,18 @@ typedef enum config_field_kind {
     CONFIG_FIELD_BOOL,   /* bool */
     CONFIG_FIELD_UINT,   /* unsigned, min..max */
     CONFIG_FIELD_DOUBLE, /* double, min..max; integers accepted */
+    /* config_strings_t: a list or array of strings, ["a", "b"]; min..max
+     * is the number of them; each non-empty. */
+    CONFIG_FIELD_STRINGS,
 } config_field_kind_t;
+
+/* A module setting of kind CONFIG_FIELD_STRINGS. The configuration owns
+ * the strings (config_free, and the copy config_load makes); a module reads
+ * them. */
+typedef struct config_strings {
+    char **v;
+    size_t n;
+} config_strings_t;
 
 typedef struct config_field {
     const char *name; /* NULL ends a table */

@@ -230,6 +230,18 @@ module_result_t module_dispatch_iq(const module_registry_t *reg,
     return MODULE_PASS;
 }
 
+int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
+                                 xml_node_t *query)
+{
+    for (size_t i = 0; reg != NULL && i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->disco_extend != NULL &&
+            m->desc->disco_extend(m->state, m->settings, t, query) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 module_event_t module_event_for(const char *name, module_addressee_t a)
 {
     module_event_t base = MODULE_EV_IQ_ACCOUNT;

@@ -198,6 +198,14 @@ typedef struct module_desc {
      * NULL ends) and features (NULL ends); either may be NULL. */
     const module_identity_t *identities;
     const char *const *features;
+    /* XEP-0030 features of an account's bare JID (what the server does
+     * for every account: PEP), NULL ends; may be NULL. */
+    const char *const *account_features;
+    /* XEP-0128 extensions (data forms) of the server's disco#info: adds
+     * them under `query` of tree t. Returns 0, or -1 when out of memory.
+     * NULL for a module with none. */
+    int (*disco_extend)(void *state, const void *settings, xml_tree_t *t,
+                        xml_node_t *query);
 
     /* Stream features and their top-level elements (stream management,
      * CSI, ...): rows of lib/stream's feature table (ns NULL ends; may be
@@ -232,6 +240,11 @@ bool module_registry_has(const module_registry_t *reg, const char *name);
  * to the registry (and so is read-only and shared, like the registry). */
 const stream_feature_t *
 module_registry_stream_features(const module_registry_t *reg, size_t *count);
+
+/* Calls every enabled module's disco_extend, in list order; -1 when one
+ * failed (out of memory). */
+int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
+                                 xml_node_t *query);
 
 /* Runs the hooks of `ev` from the highest priority down until one returns
  * MODULE_HANDLED; fills c->state/settings for each. NULL reg: PASS. */

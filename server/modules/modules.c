@@ -6,15 +6,17 @@
 #include <stdio.h>
 
 static const module_desc_t *const all[] = {
-    &module_im,      /* RFC 6121 routing rules (core, always on) */
-    &module_roster,  /* RFC 6121 rosters, subscriptions, presence (core) */
-    &module_offline, /* XEP-0160 offline messages */
-    &module_disco,   /* XEP-0030 */
-    &module_ping,    /* XEP-0199 */
-    &module_version, /* XEP-0092 */
-    &module_time,    /* XEP-0202 */
-    &module_private, /* XEP-0049 */
-    &module_vcard,   /* XEP-0054 */
+    &module_im,           /* RFC 6121 routing rules (core, always on) */
+    &module_roster,       /* RFC 6121 rosters, subscriptions, presence (core) */
+    &module_offline,      /* XEP-0160 offline messages */
+    &module_disco,        /* XEP-0030 */
+    &module_ping,         /* XEP-0199 */
+    &module_version,      /* XEP-0092 */
+    &module_time,         /* XEP-0202 */
+    &module_private,      /* XEP-0049 */
+    &module_vcard,        /* XEP-0054 */
+    &module_contact_info, /* XEP-0157 */
+    &module_last,         /* XEP-0012 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

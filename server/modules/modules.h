@@ -18,6 +18,8 @@ extern const module_desc_t module_version;
 extern const module_desc_t module_time;
 extern const module_desc_t module_private;
 extern const module_desc_t module_vcard;
+extern const module_desc_t module_contact_info;
+extern const module_desc_t module_last;
 
 /* Every module, in the order their hooks of equal priority run and their
  * init is called; *count is set to their number. server_config_t's

@@ -183,6 +183,8 @@ def _conf_value(v):
         return repr(v)
     if isinstance(v, str):
         return '"%s"' % v.replace('\\', '\\\\').replace('"', '\\"')
+    if isinstance(v, (list, tuple)):
+        return '[ %s ]' % ', '.join(_conf_value(x) for x in v)
     raise TypeError(v)
 
 
@@ -275,8 +277,6 @@ class Server:
             if isinstance(v, dict):
                 out.append('%s = { %s };' % (k, ' '.join(
                     '%s = %s;' % (n, _conf_value(x)) for n, x in v.items())))
-            elif isinstance(v, (list, tuple)):
-                out.append('%s = [ %s ];' % (k, ', '.join(_conf_value(x) for x in v)))
             else:
                 out.append('%s = %s;' % (k, _conf_value(v)))
         if self.raw:

@@ -1,5 +1,7 @@
 """The first modules over real sockets: XEP-0199 ping, XEP-0030 disco#info
-and disco#items, XEP-0092 software version, XEP-0202 entity time, and the
+and disco#items (of the server and of accounts), XEP-0092 software
+version, XEP-0202 entity time, XEP-0157 contact addresses, XEP-0012 last
+activity, and the
 `modules` setting that switches them (server/modules/, RFC 6120 §8.1.2.1 for
 the replies to the account).
 
@@ -8,7 +10,9 @@ Run: python3 test_modules.py STARLINGD STARLINGCTL
 import datetime
 import os
 import re
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -19,8 +23,10 @@ NS_INFO = 'http://jabber.org/protocol/disco#info'
 NS_ITEMS = 'http://jabber.org/protocol/disco#items'
 NS_VERSION = 'jabber:iq:version'
 NS_TIME = 'urn:xmpp:time'
+NS_LAST = 'jabber:iq:last'
+NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
-                    'msgoffline', 'jabber:iq:private', 'vcard-temp'}
+                    'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST}
 
 
 def features(info):
@@ -117,6 +123,44 @@ class DefaultModules(harness.ServerTestCase):
         self.assertIsNotNone(query)
         self.assertEqual(len(query), 0)
 
+    def test_disco_account(self):
+        """XEP-0030 on an account's bare JID, answered by the server: the
+        identity account/registered, for oneself (no 'from') and for
+        another account (from its bare JID); an account that does not
+        exist: service-unavailable; items: an empty list."""
+        a = self.login(self.srv)
+        for to, frm in ((None, None), ('alice@localhost', 'alice@localhost'),
+                        ('bob@localhost', 'bob@localhost')):
+            res = iq(a, to, "<query xmlns='%s'/>" % NS_INFO)
+            self.assertEqual((res.get('type'), res.get('from')),
+                             ('result', frm))
+            query = res.find(q(NS_INFO, 'query'))
+            ids = [(i.get('category'), i.get('type'))
+                   for i in query.findall(q(NS_INFO, 'identity'))]
+            self.assertEqual(ids, [('account', 'registered')])
+            self.assertIn(NS_INFO, features(res))
+            res = iq(a, to, "<query xmlns='%s'/>" % NS_ITEMS)
+            self.assertEqual(len(res.find(q(NS_ITEMS, 'query'))), 0)
+        res = iq(a, 'nobody@localhost', "<query xmlns='%s'/>" % NS_INFO)
+        self.assertEqual(stanza_error_condition(res),
+                         ('cancel', 'service-unavailable'))
+
+    def test_no_contact_form_by_default(self):
+        """XEP-0157: no addresses configured, no form."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
+        self.assertIsNone(res.find('%s/%s' % (q(NS_INFO, 'query'),
+                                              q(NS_DATA, 'x'))))
+
+    def test_last_server_uptime(self):
+        """XEP-0012 §5: the server's uptime in seconds."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_LAST)
+        self.assertEqual(res.get('type'), 'result')
+        secs = int(res.find(q(NS_LAST, 'query')).get('seconds'))
+        self.assertGreaterEqual(secs, 0)
+        self.assertLess(secs, 600)
+
     def test_version(self):
         """XEP-0092: name and version, no <os/> by default."""
         a = self.login(self.srv)
@@ -148,6 +192,95 @@ class DefaultModules(harness.ServerTestCase):
         res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_VERSION, 'set')
         self.assertEqual(stanza_error_condition(res), ('cancel', 'service-unavailable'))
         self.assertIsNotNone(res.find(q(NS_VERSION, 'query')))
+
+
+class ContactInfo(harness.ServerTestCase):
+    """XEP-0157 with addresses configured."""
+
+    def test_form(self):
+        """The serverinfo form in disco#info (XEP-0128): FORM_TYPE hidden,
+        one list-multi field per kind configured, values in order."""
+        srv = Server(top={'contact_info': {
+            'admin': ['xmpp:admin@localhost', 'mailto:admin@example.org'],
+            'abuse': ['mailto:abuse@example.org']}})
+        try:
+            a = self.login(srv)
+            res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
+            xs = res.findall('%s/%s' % (q(NS_INFO, 'query'), q(NS_DATA, 'x')))
+            self.assertEqual(len(xs), 1)
+            self.assertEqual(xs[0].get('type'), 'result')
+            fields = {f.get('var'): (f.get('type'),
+                                     [v.text for v in f.findall(q(NS_DATA,
+                                                                  'value'))])
+                      for f in xs[0].findall(q(NS_DATA, 'field'))}
+            self.assertEqual(fields, {
+                'FORM_TYPE': ('hidden',
+                              ['http://jabber.org/network/serverinfo']),
+                'admin-addresses': ('list-multi', ['xmpp:admin@localhost',
+                                                   'mailto:admin@example.org']),
+                'abuse-addresses': ('list-multi',
+                                    ['mailto:abuse@example.org'])})
+        finally:
+            srv.stop()
+
+
+class LastActivity(harness.ServerTestCase):
+    """XEP-0012 §3 for accounts: alice and bob have a subscription both
+    (provisioned with starlingctl), carol none."""
+
+    def test_last_activity(self):
+        srv = Server()
+        try:
+            for args in (['roster', 'alice@localhost', 'add', 'bob@localhost',
+                          '--both'],):
+                r = subprocess.run([harness.STARLINGCTL, '--config', srv.conf]
+                                   + args, capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            bob = self.login(srv, 'bob@localhost')
+            # Never offline yet: item-not-found; online: 0.
+            res = iq(bob, 'alice@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            self.assertEqual(stanza_error_condition(res),
+                             ('cancel', 'item-not-found'))
+            a = self.login(srv, resource='one')
+            a.send("<presence/>")
+            a.sync()
+            res = iq(bob, 'alice@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            self.assertEqual(res.get('type'), 'result')
+            self.assertEqual(res.get('from'), 'alice@localhost')
+            self.assertEqual(res.find(q(NS_LAST, 'query')).get('seconds'), '0')
+            # Offline with a status: the seconds since, and the status.
+            a.send("<presence type='unavailable'><status>Heading home"
+                   "</status></presence>")
+            a.sync()
+            time.sleep(1.2)
+            res = iq(bob, 'alice@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            query = res.find(q(NS_LAST, 'query'))
+            self.assertGreaterEqual(int(query.get('seconds')), 1)
+            self.assertEqual(query.text, 'Heading home')
+            # Not a contact with a subscription: forbidden; no such
+            # account: service-unavailable.
+            carol = self.login(srv, 'carol@localhost')
+            res = iq(carol, 'alice@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            self.assertEqual(stanza_error_condition(res), ('auth', 'forbidden'))
+            res = iq(carol, 'nobody@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            self.assertEqual(stanza_error_condition(res),
+                             ('cancel', 'service-unavailable'))
+            # A connection lost while available counts as going offline;
+            # it survives a restart.
+            b2 = self.login(srv, 'bob@localhost', resource='two')
+            b2.send("<presence/>")
+            b2.sync()
+            b2.close()
+            bob.close()
+            srv.stop()
+            srv.start()
+            a = self.login(srv)
+            res = iq(a, 'bob@localhost', "<query xmlns='%s'/>" % NS_LAST)
+            query = res.find(q(NS_LAST, 'query'))
+            self.assertEqual(res.get('type'), 'result')
+            self.assertFalse(query.text)
+        finally:
+            srv.stop()
 
 
 class SwitchedModules(harness.ServerTestCase):

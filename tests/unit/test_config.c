@@ -835,6 +835,44 @@ static void test_modules_settings(void **state)
     config_free(&c);
 }
 
+/* A CONFIG_FIELD_STRINGS setting: XEP-0157's contact_info lists. */
+static void test_modules_strings(void **state)
+{
+    fixture_t *f = *state;
+    server_config_t c;
+    size_t n, m = 0;
+    const module_desc_t *const *all = modules_all(&n);
+
+    while (m < n && strcmp(all[m]->name, "contact_info") != 0)
+        m++;
+    assert_true(m < n);
+    load_ok(f,
+            "contact_info = { admin = [ \"xmpp:a@example.org\", "
+            "\"mailto:a@example.org\" ];\n abuse = ( \"https://x\" ); };\n",
+            &c);
+    const config_field_t *fl = all[m]->settings;
+    const config_strings_t *abuse =
+        (const config_strings_t *)((const char *)c.module_settings[m] +
+                                   fl[0].offset);
+    const config_strings_t *admin =
+        (const config_strings_t *)((const char *)c.module_settings[m] +
+                                   fl[1].offset);
+    assert_string_equal(fl[1].name, "admin");
+    assert_int_equal(admin->n, 2);
+    assert_string_equal(admin->v[0], "xmpp:a@example.org");
+    assert_string_equal(admin->v[1], "mailto:a@example.org");
+    assert_int_equal(abuse->n, 1);
+    assert_string_equal(abuse->v[0], "https://x");
+    config_free(&c);
+
+    load_fails(f, "contact_info = {\n admin = \"xmpp:a@b\"; };\n", 2,
+               "contact_info.admin: expected a list of strings");
+    load_fails(f, "contact_info = {\n admin = [ \"\" ]; };\n", 2,
+               "each element must be a non-empty string");
+    load_fails(f, "contact_info = {\n admin = ( \"a\", 3 ); };\n", 2,
+               "each element must be a non-empty string");
+}
+
 static void test_modules_errors(void **state)
 {
     fixture_t *f = *state;
@@ -1034,6 +1072,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modules_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s2s, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modules_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_errors, setup, teardown),
         cmocka_unit_test(test_check_defaults),
         cmocka_unit_test_setup_teardown(test_check_ok, setup, teardown),
