@@ -20,6 +20,7 @@
 
 #include "base/buf.h"
 #include "base/xalloc.h"
+#include "im/im.h"
 #include "im/im_internal.h"
 #include "modules/module.h"
 
@@ -80,9 +81,19 @@ static rcbuf_t *splice_to(const rcbuf_t *tmpl, const jid_t *to)
 }
 
 /* Gives t the template with t's full JID as 'to'. */
+/* XEP-0191 (a module): what the server sends on an account's behalf does
+ * not reach a JID that blocks it or that it blocks. */
+static bool blocked(im_state_t *st, const xml_node_t *el, const jid_t *to)
+{
+    return module_registry_blocked(st->modules,
+                                   xml_element_attr(el, NULL, "from"), to);
+}
+
 static void deliver_spliced(im_state_t *st, route_target_t *t,
                             const xml_node_t *el, const rcbuf_t *tmpl)
 {
+    if (blocked(st, el, &t->jid))
+        return;
     route_stanza_t rs = ROUTE_STANZA(el, st->router);
     rs.bytes = splice_to(tmpl, &t->jid);
     router_deliver(t, &rs);
@@ -103,6 +114,15 @@ static void send_remote(im_state_t *st, const xml_node_t *el, const char *to,
                         const char *from)
 {
     if (!router_federates(st->router))
+        return;
+    jid_t to_j;
+    if (jid_parse(to, strlen(to), 0, &to_j) != JID_OK)
+        return;
+    bool no = module_registry_blocked(
+        st->modules, from != NULL ? from : xml_element_attr(el, NULL, "from"),
+        &to_j);
+    jid_clear(&to_j);
+    if (no)
         return;
     xml_tree_t *t = xml_tree_new();
     xml_node_t *c = t != NULL ? xml_node_copy(t, NULL, el) : NULL;
@@ -140,7 +160,7 @@ void im_deliver_available(im_state_t *st, const char *bare,
     route_stanza_t rs = ROUTE_STANZA(el, st->router);
     rs.shared = n > 1;
     for (route_target_t *t = first; t != NULL; t = t->next_resource)
-        if (t->available)
+        if (t->available && !blocked(st, el, &t->jid))
             router_deliver(t, &rs);
     route_stanza_done(&rs);
 }
@@ -615,4 +635,9 @@ module_result_t im_session_ended(module_call_t *c)
     /* The account stays cached only for its other sessions. */
     im_account_idle_except(st, im_account_find(st, bare), t);
     return MODULE_PASS;
+}
+
+const xml_node_t *im_session_presence(const route_target_t *t)
+{
+    return t->im != NULL && t->available ? t->im->presence_el : NULL;
 }

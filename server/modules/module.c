@@ -242,6 +242,17 @@ int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
     return 0;
 }
 
+bool module_registry_blocked(const module_registry_t *reg, const char *from,
+                             const jid_t *to)
+{
+    for (size_t i = 0; reg != NULL && from != NULL && i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->blocked != NULL && m->desc->blocked(m->state, from, to))
+            return true;
+    }
+    return false;
+}
+
 module_event_t module_event_for(const char *name, module_addressee_t a)
 {
     module_event_t base = MODULE_EV_IQ_ACCOUNT;

@@ -207,6 +207,12 @@ typedef struct module_desc {
     int (*disco_extend)(void *state, const void *settings, xml_tree_t *t,
                         xml_node_t *query);
 
+    /* Whether a stanza from JID `from` must not reach `to` or leave for
+     * it (XEP-0191: one of them blocks the other). For what the server
+     * itself sends on a user's behalf (presence broadcasts, probe
+     * answers), which no routing hook sees. NULL: never. */
+    bool (*blocked)(void *state, const char *from, const jid_t *to);
+
     /* Stream features and their top-level elements (stream management,
      * CSI, ...): rows of lib/stream's feature table (ns NULL ends; may be
      * NULL). The registry copies them with `ud` set to the module's
@@ -245,6 +251,10 @@ module_registry_stream_features(const module_registry_t *reg, size_t *count);
  * failed (out of memory). */
 int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
                                  xml_node_t *query);
+
+/* Whether any enabled module says `from` -> `to` is blocked. */
+bool module_registry_blocked(const module_registry_t *reg, const char *from,
+                             const jid_t *to);
 
 /* Runs the hooks of `ev` from the highest priority down until one returns
  * MODULE_HANDLED; fills c->state/settings for each. NULL reg: PASS. */

@@ -242,6 +242,8 @@ void store_offline_count(store_t *s, const char *domain, const char *node,
  * first. They go with their account. */
 
 typedef struct store_data_item {
+    /* The owner: only from store_data_all(); NULL otherwise. */
+    const char *domain, *node;
     const char *key;
     const char *value; /* NUL after len bytes */
     size_t len;
@@ -262,6 +264,10 @@ void store_data_put(store_t *s, const char *domain, const char *node,
 void store_data_get(store_t *s, const char *domain, const char *node,
                     const char *kind, const char *key, store_data_cb cb,
                     void *ud);
+/* Every document of `kind` of every account, by owner (domain, node),
+ * then oldest write first: for a module that keeps a kind in memory
+ * (XEP-0191 block lists), loaded once at start. */
+void store_data_all(store_t *s, const char *kind, store_data_cb cb, void *ud);
 /* Deletes the document `key` of `kind`, or with key NULL all of the kind;
  * deleting nothing is no error. */
 void store_data_delete(store_t *s, const char *domain, const char *node,

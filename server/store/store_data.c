@@ -54,6 +54,9 @@ static const store_stmt_t stmt_data_get_kind = {
     "data_get_kind", "SELECT key, value, updated FROM account_data"
                      " WHERE domain = ?1 AND node = ?2 AND kind = ?3"
                      " ORDER BY seq"};
+static const store_stmt_t stmt_data_all = {
+    "data_all", "SELECT key, value, updated, domain, node FROM account_data"
+                " WHERE kind = ?1 ORDER BY domain, node, seq"};
 static const store_stmt_t stmt_data_delete_one = {
     "data_delete_one", "DELETE FROM account_data WHERE domain = ?1"
                        " AND node = ?2 AND kind = ?3 AND key = ?4"};
@@ -200,9 +203,10 @@ void store_data_put(store_t *s, const char *domain, const char *node,
 static void data_get_row(store_req_t *base, const store_value_t *col, size_t n)
 {
     data_req_t *r = (data_req_t *)base;
-    if (n != 3 || col[0].type != STORE_TEXT ||
+    if ((n != 3 && n != 5) || col[0].type != STORE_TEXT ||
         (col[1].type != STORE_BLOB && col[1].type != STORE_TEXT) ||
-        col[2].type != STORE_INT) {
+        col[2].type != STORE_INT ||
+        (n == 5 && (col[3].type != STORE_TEXT || col[4].type != STORE_TEXT))) {
         r->row_bad = true;
         return;
     }
@@ -221,8 +225,21 @@ static void data_get_row(store_req_t *base, const store_value_t *col, size_t n)
     if (col[1].len > 0)
         memcpy(value, col[1].p, col[1].len);
     value[col[1].len] = '\0';
-    r->items[r->nitems++] = (store_data_item_t){
-        .key = key, .value = value, .len = col[1].len, .updated = col[2].i};
+    const char *owner[2] = {NULL, NULL};
+    for (size_t i = 3; i < n; i++) {
+        char *o = arena_alloc(r->arena, col[i].len + 1);
+        if (o == NULL)
+            xalloc_fail(col[i].len + 1);
+        memcpy(o, col[i].p, col[i].len);
+        o[col[i].len] = '\0';
+        owner[i - 3] = o;
+    }
+    r->items[r->nitems++] = (store_data_item_t){.domain = owner[0],
+                                                .node = owner[1],
+                                                .key = key,
+                                                .value = value,
+                                                .len = col[1].len,
+                                                .updated = col[2].i};
 }
 
 static void data_read_done(store_req_t *base, store_conn_t *c, int err,
@@ -270,6 +287,26 @@ void store_data_get(store_t *s, const char *domain, const char *node,
                     void *ud)
 {
     data_req_t *r = data_req_new(&data_get_op, domain, node, kind, key, 0, ud);
+    r->cb.items = cb;
+    store_submit(s, &r->base);
+}
+
+/* --- all of a kind --- */
+
+static void data_all_run(store_req_t *base, store_conn_t *c)
+{
+    data_req_t *r = (data_req_t *)base;
+    store_value_t p[] = {STORE_V_TEXT(r->kind)};
+    store_exec(c, base, &stmt_data_all, p, 1, data_get_row, data_read_done);
+}
+
+static const store_op_t data_all_op = {"data all", data_all_run,
+                                       data_get_deliver};
+
+void store_data_all(store_t *s, const char *kind, store_data_cb cb, void *ud)
+{
+    /* The owner parts are not used: "" keeps data_req_new() content. */
+    data_req_t *r = data_req_new(&data_all_op, "", "", kind, NULL, 0, ud);
     r->cb.items = cb;
     store_submit(s, &r->base);
 }

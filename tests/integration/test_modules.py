@@ -26,7 +26,8 @@ NS_TIME = 'urn:xmpp:time'
 NS_LAST = 'jabber:iq:last'
 NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
-                    'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST}
+                    'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST,
+                    'urn:xmpp:blocking'}
 
 
 def features(info):

@@ -1628,6 +1628,7 @@ typedef struct data_result {
     size_t count;
     char keys[DATA_MAX][64];
     char values[DATA_MAX][128];
+    char owners[DATA_MAX][64];
     size_t lens[DATA_MAX];
     int64_t updated[DATA_MAX];
 } data_result_t;
@@ -1644,6 +1645,10 @@ static void on_data(void *ud, int err, const store_data_item_t *items, size_t n)
         assert_true(items[i].len < sizeof(r->values[i]));
         assert_int_equal(items[i].value[items[i].len], '\0');
         strcpy(r->keys[i], items[i].key);
+        assert_true((items[i].domain == NULL) == (items[i].node == NULL));
+        if (items[i].domain != NULL)
+            snprintf(r->owners[i], sizeof(r->owners[i]), "%s@%s", items[i].node,
+                     items[i].domain);
         memcpy(r->values[i], items[i].value, items[i].len);
         r->lens[i] = items[i].len;
         r->updated[i] = items[i].updated;
@@ -1727,6 +1732,22 @@ static void test_data_round_trip(void **state)
     assert_string_equal(r.keys[0], "ns:b");
     assert_string_equal(r.keys[1], "ns:a");
     assert_string_equal(r.values[1], "<a2/>");
+
+    /* Every account's documents of a kind, by owner. */
+    memset(&r, 0, sizeof(r));
+    result_init(&r.base, f);
+    store_data_all(f->store, "private", on_data, &r);
+    wait_result(f, &r.base);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_int_equal(r.count, 3);
+    assert_string_equal(r.owners[0], "alice@example.org");
+    assert_string_equal(r.keys[0], "ns:b");
+    assert_string_equal(r.owners[1], "alice@example.org");
+    assert_string_equal(r.keys[1], "ns:a");
+    assert_string_equal(r.owners[2], "bob@example.org");
+    assert_string_equal(r.values[2], "<bob/>");
+    do_data_get(f, "alice", "private", "ns:a", &r);
+    assert_string_equal(r.owners[0], "");
 
     /* Deletes: one, then a whole kind; nothing is no error. */
     assert_int_equal(do_data_delete(f, "alice", "private", "ns:b"), STORE_OK);
