@@ -13,12 +13,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "im/im.h"
 #include "modules/module.h"
 #include "modules/modules.h"
 
 static bool is_type(const char *type, const char *want)
 {
     return type != NULL && strcmp(type, want) == 0;
+}
+
+/* The priority a message of `type` to the bare JID goes to: the highest
+ * non-negative one of an available resource, or -1 when none is. */
+static int best_priority(route_target_t *first)
+{
+    int best = -129;
+    for (route_target_t *t = first; t != NULL; t = t->next_resource)
+        if (t->available && t->priority >= 0 && t->priority > best)
+            best = t->priority;
+    return best < 0 ? -1 : best;
+}
+
+bool im_message_reaches(router_t *r, const jid_t *to, const route_target_t *t,
+                        const char *type)
+{
+    if (to->resource != NULL) {
+        const route_target_t *bound = router_find(r, to);
+        if (bound != NULL)
+            return bound == t;
+    }
+    if (type == NULL)
+        type = "normal";
+    if (strcmp(type, "error") == 0 || strcmp(type, "groupchat") == 0)
+        return false;
+    int best = best_priority(router_resources(r, to));
+    if (best < 0 || !t->available || t->priority < 0)
+        return false;
+    return strcmp(type, "headline") == 0 || t->priority == best;
 }
 
 /* Message to the local bare JID `to` (RFC 6121 §8.5.2). */
@@ -38,10 +68,7 @@ static void message_to_bare(module_call_t *c, const jid_t *to)
         router_reply_error(from, el, "cancel", "service-unavailable");
         return;
     }
-    int best = -129;
-    for (route_target_t *t = first; t != NULL; t = t->next_resource)
-        if (t->available && t->priority >= 0 && t->priority > best)
-            best = t->priority;
+    int best = best_priority(first);
     if (best < 0) {
         /* §8.5.2.2: no available resource with a non-negative priority.
          * Headlines are dropped (§8.5.2.2.3); normal and chat go to

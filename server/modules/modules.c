@@ -18,6 +18,7 @@ static const module_desc_t *const all[] = {
     &module_contact_info, /* XEP-0157 */
     &module_last,         /* XEP-0012 */
     &module_blocking,     /* XEP-0191 */
+    &module_carbons,      /* XEP-0280 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

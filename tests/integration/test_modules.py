@@ -27,7 +27,7 @@ NS_LAST = 'jabber:iq:last'
 NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
                     'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST,
-                    'urn:xmpp:blocking'}
+                    'urn:xmpp:blocking', 'urn:xmpp:carbons:2'}
 
 
 def features(info):

@@ -43,7 +43,12 @@ The scenario (RFC 6121 through a real client's UI):
      online ("++ ... is online") and /roster online lists the other;
   6. alice: /msg bob@localhost TEXT; bob's console announces the message,
      bob opens the chat window (/msg alice@localhost) and sees it, answers
-     by typing in that window; alice's chat window shows the answer.
+     by typing in that window; alice's chat window shows the answer;
+  7. alice: /blocked add bob@localhost (XEP-0191); /blocked lists him, and
+     at bob she is gone from /roster online; /blocked remove brings her
+     back;
+  8. neither Profanity received a single error reply, from the login on
+     (libstrophe's log of the traffic).
 
 Run: /usr/bin/python3 test_profanity.py STARLINGD STARLINGCTL; with
 KEEP_PROFANITY_DIR=1 the directory is kept when the test passes too.
@@ -422,6 +427,36 @@ class ProfanityInterop(unittest.TestCase):
         alice.expect(r'bob@localhost(?:/\S+)?: hi alice, bob here',
                      "bob's answer in alice's chat window")
 
+        # XEP-0191: alice blocks bob from her console; her list shows him,
+        # and at bob she disappears from /roster online; unblocked, she is
+        # back.
+        for p in (alice, bob):
+            p.type('/win 1')
+        alice.type('/blocked add bob@localhost')
+        alice.expect(r'User bob@localhost successfully blocked',
+                     "the block's result at alice")
+        alice.expect(r'Blocked users:\n(?:.*\n)*?.*bob@localhost',
+                     "bob in alice's /blocked", resend='/blocked')
+        bob.expect(r'-- alice@localhost \(\S+\) is offline',
+                   "alice offline at bob (XEP-0191 §3.3)")
+        bob.poll("alice gone from bob's /roster online",
+                 lambda text: _roster_online_lacks(text, 'alice@localhost'),
+                 resend='/roster online')
+        alice.type('/blocked remove bob@localhost')
+        alice.expect(r'User bob@localhost successfully unblocked',
+                     "the unblock's result at alice")
+        bob.poll("alice back in bob's /roster online",
+                 lambda text: _roster_lists(text, 'alice@localhost', 'both'),
+                 resend='/roster online')
+
+        # Issue 10: not one error reply all along, from the login on (the
+        # XMPP traffic libstrophe logged for each).
+        for p in (alice, bob):
+            with open(p.log, encoding='utf-8', errors='replace') as f:
+                errors = [l.strip() for l in f
+                          if ' RECV: ' in l and 'type="error"' in l]
+            self.assertEqual(errors, [], '%s got error replies' % p.user)
+
 
 def _roster_lists(text, jid, subscription):
     """True when the last `/roster online` output on the screen lists jid
@@ -431,6 +466,18 @@ def _roster_lists(text, jid, subscription):
         return False
     return re.search(r'-   %s - %s\b' % (re.escape(jid), subscription),
                      text[head:]) is not None
+
+
+def _roster_online_lacks(text, jid):
+    """True when the last `/roster online` answer on the screen does not
+    list jid (or says that nobody is online)."""
+    head = text.rfind('Roster: jid (nick) - subscription - groups')
+    none = text.rfind('No contacts are online.')
+    if none > head:
+        return True
+    if head < 0:
+        return False
+    return re.search(r'-   %s - ' % re.escape(jid), text[head:]) is None
 
 
 if __name__ == '__main__':
