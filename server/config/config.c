@@ -47,7 +47,8 @@ const char *config_conflict_name(config_conflict_t c)
     return conflict_names[c];
 }
 
-/* The CONFIG_FIELD_STRINGS settings of module m's settings struct `set`,
+/* The CONFIG_FIELD_STRINGS and _STRING settings of module m's settings
+ * struct `set`,
  * each in turn: freed (and emptied) when `copy` is false, else replaced by
  * a deep copy (false when out of memory, with what was not copied
  * emptied). */
@@ -58,6 +59,16 @@ static bool module_strings(size_t m, void *set, bool copy)
     const module_desc_t *mod = modules_all(&count)[m];
     for (const config_field_t *f = mod->settings; f != NULL && f->name != NULL;
          f++) {
+        if (f->kind == CONFIG_FIELD_STRING) {
+            char **str = (char **)(void *)((char *)set + f->offset);
+            char *src = *str;
+            *str = NULL;
+            if (!copy)
+                free(src);
+            else if (ok && src != NULL)
+                ok = (*str = strdup(src)) != NULL;
+            continue;
+        }
         if (f->kind != CONFIG_FIELD_STRINGS)
             continue;
         config_strings_t *v = (config_strings_t *)((char *)set + f->offset);
@@ -778,6 +789,19 @@ static int apply_module_group(loader_t *l, const config_setting_t *group,
             f++;
         if (f == NULL || f->name == NULL)
             return fail(l, s, "unknown setting '%s'", name);
+        if (f->kind == CONFIG_FIELD_STRING) {
+            char **str =
+                (char **)(void *)((char *)l->c->module_settings[m] + f->offset);
+            if (config_setting_type(s) != CONFIG_TYPE_STRING)
+                return wrong_type(l, s, name, "a string");
+            const char *v = config_setting_get_string(s);
+            char *copy = v[0] != '\0' ? strdup(v) : NULL;
+            if (v[0] != '\0' && copy == NULL)
+                return nomem(l);
+            free(*str);
+            *str = copy;
+            continue;
+        }
         if (f->kind == CONFIG_FIELD_STRINGS) {
             if (apply_strings(l, s, f,
                               (config_strings_t

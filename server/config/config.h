@@ -57,6 +57,9 @@ typedef enum config_field_kind {
     /* config_strings_t: a list or array of strings, ["a", "b"]; min..max
      * is the number of them; each non-empty. */
     CONFIG_FIELD_STRINGS,
+    /* char *: one string, NULL when unset or ""; the configuration owns
+     * it like the lists. */
+    CONFIG_FIELD_STRING,
 } config_field_kind_t;
 
 /* A module setting of kind CONFIG_FIELD_STRINGS. The configuration owns

@@ -19,6 +19,7 @@ static const module_desc_t *const all[] = {
     &module_last,         /* XEP-0012 */
     &module_blocking,     /* XEP-0191 */
     &module_carbons,      /* XEP-0280 */
+    &module_external_services, /* XEP-0215 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

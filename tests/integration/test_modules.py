@@ -7,7 +7,10 @@ the replies to the account).
 
 Run: python3 test_modules.py STARLINGD STARLINGCTL
 """
+import base64
 import datetime
+import hashlib
+import hmac
 import os
 import re
 import subprocess
@@ -27,7 +30,8 @@ NS_LAST = 'jabber:iq:last'
 NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
                     'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST,
-                    'urn:xmpp:blocking', 'urn:xmpp:carbons:2'}
+                    'urn:xmpp:blocking', 'urn:xmpp:carbons:2',
+                    'urn:xmpp:extdisco:2'}
 
 
 def features(info):
@@ -223,6 +227,84 @@ class ContactInfo(harness.ServerTestCase):
                                     ['mailto:abuse@example.org'])})
         finally:
             srv.stop()
+
+
+NS_EXT = 'urn:xmpp:extdisco:2'
+
+
+class ExternalServices(harness.ServerTestCase):
+    """XEP-0215 with a STUN and two TURN services and a secret."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(top={'external_services': {
+            'services': ['stun:turn.example.org',
+                         'turn:turn.example.org:3479?transport=udp',
+                         'turns:turn.example.org?transport=tcp'],
+            'secret': 's3cret', 'ttl': 600}})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def check_credentials(self, svc):
+        """coturn's use-auth-secret: username EXPIRY:USER, password
+        base64(HMAC-SHA1(secret, username)), expiring in ttl seconds."""
+        user = svc.get('username')
+        expiry, _, who = user.partition(':')
+        self.assertEqual(who, 'alice@localhost')
+        self.assertAlmostEqual(int(expiry), time.time() + 600, delta=30)
+        mac = hmac.new(b's3cret', user.encode(), hashlib.sha1).digest()
+        self.assertEqual(svc.get('password'), base64.b64encode(mac).decode())
+        stamp = datetime.datetime.strptime(svc.get('expires'),
+                                           '%Y-%m-%dT%H:%M:%SZ')
+        self.assertEqual(stamp.replace(tzinfo=datetime.timezone.utc)
+                         .timestamp(), int(expiry))
+
+    def test_services(self):
+        """§3.1: every service with its type, host, port (defaults 3478
+        and 5349) and transport; TURN ones with credentials; a type
+        filter."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<services xmlns='%s'/>" % NS_EXT)
+        svcs = res.findall('%s/%s' % (q(NS_EXT, 'services'),
+                                      q(NS_EXT, 'service')))
+        self.assertEqual([(s.get('type'), s.get('host'), s.get('port'),
+                           s.get('transport')) for s in svcs],
+                         [('stun', 'turn.example.org', '3478', None),
+                          ('turn', 'turn.example.org', '3479', 'udp'),
+                          ('turns', 'turn.example.org', '5349', 'tcp')])
+        self.assertIsNone(svcs[0].get('username'))
+        for s in svcs[1:]:
+            self.check_credentials(s)
+        res = iq(a, 'localhost', "<services xmlns='%s' type='stun'/>" % NS_EXT)
+        self.assertEqual(len(res.find(q(NS_EXT, 'services'))), 1)
+
+    def test_credentials(self):
+        """§3.3: credentials for one service; none matches:
+        item-not-found; no service named: bad-request."""
+        a = self.login(self.srv)
+        res = iq(a, 'localhost', "<credentials xmlns='%s'><service "
+                 "type='turn' host='turn.example.org'/></credentials>" % NS_EXT)
+        [svc] = res.find(q(NS_EXT, 'credentials'))
+        self.check_credentials(svc)
+        res = iq(a, 'localhost', "<credentials xmlns='%s'><service "
+                 "type='turn' host='other.example'/></credentials>" % NS_EXT)
+        self.assertEqual(stanza_error_condition(res),
+                         ('cancel', 'item-not-found'))
+        res = iq(a, 'localhost', "<credentials xmlns='%s'/>" % NS_EXT)
+        self.assertEqual(stanza_error_condition(res), ('modify', 'bad-request'))
+
+    def test_bad_service_refused(self):
+        """A service that does not parse stops the server at start."""
+        srv = Server(start=False)
+        srv.top = {'external_services': {'services': ['ftp:example.org']}}
+        srv.write_config(ports=(0, 0))
+        with self.assertRaises(AssertionError):
+            srv.start()
+        self.assertEqual(srv.wait_exit(10), 1)
+        self.assertIn("external_services.services: 'ftp:example.org'",
+                      srv.log_text())
 
 
 class LastActivity(harness.ServerTestCase):

@@ -865,6 +865,27 @@ static void test_modules_strings(void **state)
     assert_string_equal(abuse->v[0], "https://x");
     config_free(&c);
 
+    /* A CONFIG_FIELD_STRING: external_services.secret. */
+    size_t e = 0;
+    while (e < n && strcmp(all[e]->name, "external_services") != 0)
+        e++;
+    assert_true(e < n);
+    const config_field_t *ef = all[e]->settings;
+    while (ef->name != NULL && strcmp(ef->name, "secret") != 0)
+        ef++;
+    assert_int_equal(ef->kind, CONFIG_FIELD_STRING);
+    load_ok(f, "external_services = { secret = \"s3cret\"; };\n", &c);
+    assert_string_equal(
+        *(char *const *)((const char *)c.module_settings[e] + ef->offset),
+        "s3cret");
+    config_free(&c);
+    load_ok(f, "external_services = { secret = \"\"; };\n", &c);
+    assert_null(
+        *(char *const *)((const char *)c.module_settings[e] + ef->offset));
+    config_free(&c);
+    load_fails(f, "external_services = {\n secret = 5; };\n", 2,
+               "external_services.secret: expected a string");
+
     load_fails(f, "contact_info = {\n admin = \"xmpp:a@b\"; };\n", 2,
                "contact_info.admin: expected a list of strings");
     load_fails(f, "contact_info = {\n admin = [ \"\" ]; };\n", 2,
