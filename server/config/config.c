@@ -789,19 +789,6 @@ static int apply_module_group(loader_t *l, const config_setting_t *group,
             f++;
         if (f == NULL || f->name == NULL)
             return fail(l, s, "unknown setting '%s'", name);
-        if (f->kind == CONFIG_FIELD_STRING) {
-            char **str =
-                (char **)(void *)((char *)l->c->module_settings[m] + f->offset);
-            if (config_setting_type(s) != CONFIG_TYPE_STRING)
-                return wrong_type(l, s, name, "a string");
-            const char *v = config_setting_get_string(s);
-            char *copy = v[0] != '\0' ? strdup(v) : NULL;
-            if (v[0] != '\0' && copy == NULL)
-                return nomem(l);
-            free(*str);
-            *str = copy;
-            continue;
-        }
         if (f->kind == CONFIG_FIELD_STRINGS) {
             if (apply_strings(l, s, f,
                               (config_strings_t
@@ -812,9 +799,10 @@ static int apply_module_group(loader_t *l, const config_setting_t *group,
             continue;
         }
         d.name = f->name;
-        d.kind = f->kind == CONFIG_FIELD_BOOL   ? K_BOOL
-                 : f->kind == CONFIG_FIELD_UINT ? K_UINT
-                                                : K_DOUBLE;
+        d.kind = f->kind == CONFIG_FIELD_BOOL     ? K_BOOL
+                 : f->kind == CONFIG_FIELD_UINT   ? K_UINT
+                 : f->kind == CONFIG_FIELD_STRING ? K_STRING_OPT
+                                                  : K_DOUBLE;
         d.offset = f->offset;
         d.min = f->min;
         d.max = f->max;
