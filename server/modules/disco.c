@@ -8,6 +8,7 @@
  * Nodes are not supported: a query naming one gets item-not-found (§3.1,
  * §7). */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/xalloc.h"
@@ -37,44 +38,29 @@ static bool has_node(module_call_t *c, const xml_node_t *query)
 
 static module_result_t disco_info(module_call_t *c, const xml_node_t *query)
 {
-    if (has_node(c, query))
-        return MODULE_HANDLED;
+    /* XEP-0115 §6.2: the caps node of the server's own ver is the
+     * server's info; any other node is unknown. */
+    const char *node = xml_element_attr(query, NULL, "node");
     xml_tree_t *t;
     xml_node_t *q = start_query(c, NS_DISCO_INFO, &t);
     if (q == NULL)
         return MODULE_PASS;
-    int rc = 0;
-    for (size_t i = 0; i < module_registry_count(c->modules); i++) {
-        const module_desc_t *d = module_registry_desc(c->modules, i);
-        for (const module_identity_t *id = d->identities;
-             id != NULL && id->category != NULL; id++) {
-            xml_node_t *e = xml_element_new(t, q, NS_DISCO_INFO, "identity");
-            if (e == NULL) {
-                rc = -1;
-                break;
-            }
-            rc |= xml_element_set_attr(t, e, NULL, "category", id->category);
-            rc |= xml_element_set_attr(t, e, NULL, "type", id->type);
-            if (id->name != NULL)
-                rc |= xml_element_set_attr(t, e, NULL, "name", id->name);
-        }
-    }
-    for (size_t i = 0; i < module_registry_count(c->modules); i++) {
-        const module_desc_t *d = module_registry_desc(c->modules, i);
-        for (const char *const *f = d->features; f != NULL && *f != NULL; f++) {
-            xml_node_t *e = xml_element_new(t, q, NS_DISCO_INFO, "feature");
-            if (e == NULL) {
-                rc = -1;
-                break;
-            }
-            rc |= xml_element_set_attr(t, e, NULL, "var", *f);
-        }
-    }
-    if (rc == 0)
-        rc = module_registry_disco_extend(c->modules, t, q);
-    if (rc != 0) {
+    if (module_registry_server_info(c->modules, t, q) != 0) {
         xml_tree_free(t);
         return MODULE_PASS;
+    }
+    if (node != NULL) {
+        char ver[64], want[sizeof(MODULE_CAPS_NODE) + 64];
+        if (module_caps_ver(q, ver, sizeof(ver)) < 0)
+            ver[0] = '\0';
+        snprintf(want, sizeof(want), "%s#%s", MODULE_CAPS_NODE, ver);
+        if (strcmp(node, want) != 0) {
+            xml_tree_free(t);
+            module_reply_error(c, "cancel", "item-not-found");
+            return MODULE_HANDLED;
+        }
+        if (xml_element_set_attr(t, q, NULL, "node", node) < 0)
+            xalloc_fail(64);
     }
     module_send(c, t);
     return MODULE_HANDLED;

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "base/base64.h"
+#include "base/buf.h"
 #include "base/xalloc.h"
 
 /* One enabled module. */
@@ -149,6 +153,9 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
             goto fail;
         }
     }
+    for (size_t i = 0; i < reg->count; i++)
+        if (reg->mods[i].desc->ready != NULL)
+            reg->mods[i].desc->ready(reg->mods[i].state, reg);
     return reg;
 
 fail:
@@ -240,6 +247,50 @@ int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
             return -1;
     }
     return 0;
+}
+
+bool module_registry_entity_has(const module_registry_t *reg, const char *full,
+                                const char *feature)
+{
+    for (size_t i = 0; reg != NULL && full != NULL && i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->entity_has != NULL &&
+            m->desc->entity_has(m->state, full, feature))
+            return true;
+    }
+    return false;
+}
+
+int module_registry_server_info(const module_registry_t *reg, xml_tree_t *t,
+                                xml_node_t *q)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < module_registry_count(reg); i++) {
+        const module_desc_t *d = module_registry_desc(reg, i);
+        for (const module_identity_t *id = d->identities;
+             rc == 0 && id != NULL && id->category != NULL; id++) {
+            xml_node_t *e = xml_element_new(t, q, q->ns, "identity");
+            if (e == NULL)
+                return -1;
+            rc |= xml_element_set_attr(t, e, NULL, "category", id->category);
+            rc |= xml_element_set_attr(t, e, NULL, "type", id->type);
+            if (id->name != NULL)
+                rc |= xml_element_set_attr(t, e, NULL, "name", id->name);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < module_registry_count(reg); i++) {
+        const module_desc_t *d = module_registry_desc(reg, i);
+        for (const char *const *f = d->features;
+             rc == 0 && f != NULL && *f != NULL; f++) {
+            xml_node_t *e = xml_element_new(t, q, q->ns, "feature");
+            if (e == NULL)
+                return -1;
+            rc |= xml_element_set_attr(t, e, NULL, "var", *f);
+        }
+    }
+    if (rc == 0)
+        rc = module_registry_disco_extend(reg, t, q);
+    return rc;
 }
 
 bool module_registry_blocked(const module_registry_t *reg, const char *from,
@@ -495,5 +546,180 @@ int module_parse_into(xml_tree_t *t, xml_node_t *parent, const char *data,
                  ? 0
                  : -1;
     xml_parser_free(ps);
+    return rc;
+}
+
+/* ------------------------------------------------------- XEP-0115 ver */
+
+#define NS_DATA "jabber:x:data"
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* By the part before the first "<" (a field's var, a form's FORM_TYPE),
+ * then by the rest. */
+static int cmp_key(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t nx = strcspn(x, "<"), ny = strcspn(y, "<");
+    int c = strncmp(x, y, nx < ny ? nx : ny);
+    if (c != 0 || nx == ny)
+        return c != 0 ? c : strcmp(x + nx, y + ny);
+    return nx < ny ? -1 : 1;
+}
+
+/* Sorts v[0..n) and appends each to b, followed by "<" unless the
+ * strings end with theirs already (`ended`); -1 on a duplicate when
+ * `unique`. */
+static int append_sorted(buf_t *b, char **v, size_t n, bool unique, bool ended)
+{
+    qsort(v, n, sizeof(*v), ended ? cmp_key : cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (unique && i > 0 && strcmp(v[i - 1], v[i]) == 0)
+            return -1;
+        if (buf_append_str(b, v[i]) < 0 ||
+            (!ended && buf_append_str(b, "<") < 0))
+            xalloc_fail(64);
+    }
+    return 0;
+}
+
+/* A growable list of strings, freed with list_free. */
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+} strlist_t;
+
+static void list_push(strlist_t *l, char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap != 0 ? l->cap * 2 : 8;
+        l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+    }
+    l->v[l->n++] = s;
+}
+
+static void list_free(strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static char *joined(const char *a, const char *b, const char *c, const char *d)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + strlen(d) + 4;
+    char *s = xmalloc(n);
+    snprintf(s, n, "%s/%s/%s/%s", a, b, c, d);
+    return s;
+}
+
+/* The FORM_TYPE of a form, or NULL (§5.4: a form without a hidden
+ * FORM_TYPE is left out). */
+static const char *form_type(const xml_node_t *x)
+{
+    for (const xml_node_t *f = xml_element_child(x, NS_DATA, "field");
+         f != NULL; f = xml_element_next(f, NS_DATA, "field")) {
+        const char *var = xml_element_attr(f, NULL, "var");
+        const char *type = xml_element_attr(f, NULL, "type");
+        if (var == NULL || strcmp(var, "FORM_TYPE") != 0)
+            continue;
+        if (type == NULL || strcmp(type, "hidden") != 0)
+            return NULL;
+        const xml_node_t *v = xml_element_child(f, NS_DATA, "value");
+        return v != NULL && v->children != NULL &&
+                       v->children->kind == XML_NODE_TEXT
+                   ? v->children->text
+                   : NULL;
+    }
+    return NULL;
+}
+
+/* The text of a <value/> (its first text child; "" when empty). */
+static const char *value_text(const xml_node_t *v)
+{
+    return v->children != NULL && v->children->kind == XML_NODE_TEXT
+               ? v->children->text
+               : "";
+}
+
+int module_caps_ver(const xml_node_t *query, char *out, size_t size)
+{
+    buf_t b = BUF_INIT;
+    strlist_t ids = {0}, feats = {0}, forms = {0};
+    int rc = 0;
+    const char *ns = query->ns;
+    for (const xml_node_t *e = xml_element_child(query, ns, "identity");
+         e != NULL; e = xml_element_next(e, ns, "identity")) {
+        const char *cat = xml_element_attr(e, NULL, "category");
+        const char *type = xml_element_attr(e, NULL, "type");
+        const char *lang = xml_element_attr(e, XML_NS_XML, "lang");
+        const char *name = xml_element_attr(e, NULL, "name");
+        list_push(&ids,
+                  joined(cat != NULL ? cat : "", type != NULL ? type : "",
+                         lang != NULL ? lang : "", name != NULL ? name : ""));
+    }
+    for (const xml_node_t *e = xml_element_child(query, ns, "feature");
+         e != NULL; e = xml_element_next(e, ns, "feature")) {
+        const char *var = xml_element_attr(e, NULL, "var");
+        list_push(&feats, xstrdup(var != NULL ? var : ""));
+    }
+    rc |= append_sorted(&b, ids.v, ids.n, true, false);
+    rc |= append_sorted(&b, feats.v, feats.n, true, false);
+    /* Forms by FORM_TYPE; each: FORM_TYPE<, then its fields by var, each
+     * var< and its values sorted, value<. */
+    for (const xml_node_t *x = xml_element_child(query, NS_DATA, "x");
+         x != NULL; x = xml_element_next(x, NS_DATA, "x")) {
+        const char *ft = form_type(x);
+        if (ft == NULL)
+            continue;
+        buf_t fb = BUF_INIT;
+        strlist_t fields = {0};
+        if (buf_append_str(&fb, ft) < 0 || buf_append_str(&fb, "<") < 0)
+            xalloc_fail(64);
+        for (const xml_node_t *f = xml_element_child(x, NS_DATA, "field");
+             f != NULL; f = xml_element_next(f, NS_DATA, "field")) {
+            const char *var = xml_element_attr(f, NULL, "var");
+            if (var == NULL || strcmp(var, "FORM_TYPE") == 0)
+                continue;
+            buf_t vb = BUF_INIT;
+            strlist_t vals = {0};
+            if (buf_append_str(&vb, var) < 0 || buf_append_str(&vb, "<") < 0)
+                xalloc_fail(64);
+            for (const xml_node_t *v = xml_element_child(f, NS_DATA, "value");
+                 v != NULL; v = xml_element_next(v, NS_DATA, "value"))
+                list_push(&vals, xstrdup(value_text(v)));
+            append_sorted(&vb, vals.v, vals.n, false, false);
+            list_free(&vals);
+            list_push(&fields, vb.data != NULL ? vb.data : xstrdup(""));
+        }
+        append_sorted(&fb, fields.v, fields.n, false, true);
+        list_free(&fields);
+        list_push(&forms, fb.data);
+    }
+    /* Two forms of one FORM_TYPE make the answer invalid (§5.4); sorted,
+     * they are neighbours sharing the "FORM_TYPE<" prefix. */
+    qsort(forms.v, forms.n, sizeof(*forms.v), cmp_key);
+    for (size_t i = 1; i < forms.n; i++) {
+        size_t k = strcspn(forms.v[i], "<");
+        if (strncmp(forms.v[i - 1], forms.v[i], k + 1) == 0)
+            rc = -1;
+    }
+    for (size_t i = 0; i < forms.n; i++)
+        if (buf_append_str(&b, forms.v[i]) < 0)
+            xalloc_fail(64);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (rc == 0 && (EVP_Digest(b.data != NULL ? b.data : "", b.len, md, &mdlen,
+                               EVP_sha1(), NULL) != 1 ||
+                    base64_encode(md, mdlen, BASE64_STD, out, size) < 0))
+        rc = -1;
+    list_free(&ids);
+    list_free(&feats);
+    list_free(&forms);
+    buf_free(&b);
     return rc;
 }

@@ -207,6 +207,15 @@ typedef struct module_desc {
     int (*disco_extend)(void *state, const void *settings, xml_tree_t *t,
                         xml_node_t *query);
 
+    /* Called once every module has started, with the registry (for what
+     * needs to see them all: the server's XEP-0115 caps). May be NULL. */
+    void (*ready)(void *state, const module_registry_t *reg);
+
+    /* Whether the entity `full` (a full JID, ours or another server's)
+     * announced `feature` in XEP-0115 caps the server verified (a PEP
+     * node's "+notify"). NULL: not known by this module. */
+    bool (*entity_has)(void *state, const char *full, const char *feature);
+
     /* Whether a stanza from JID `from` must not reach `to` or leave for
      * it (XEP-0191: one of them blocks the other). For what the server
      * itself sends on a user's behalf (presence broadcasts, probe
@@ -251,6 +260,25 @@ module_registry_stream_features(const module_registry_t *reg, size_t *count);
  * failed (out of memory). */
 int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
                                  xml_node_t *query);
+
+/* Whether a module that keeps XEP-0115 caps knows `full` has `feature`. */
+bool module_registry_entity_has(const module_registry_t *reg, const char *full,
+                                const char *feature);
+
+/* XEP-0030 §3.1: the server's disco#info under `query` of tree t — the
+ * identities and features of every enabled module, and their XEP-0128
+ * forms. 0, or -1 when out of memory. */
+int module_registry_server_info(const module_registry_t *reg, xml_tree_t *t,
+                                xml_node_t *query);
+
+/* The node of the server's XEP-0115 caps. */
+#define MODULE_CAPS_NODE "urn:starling:caps"
+
+/* XEP-0115 §5.1: the SHA-1 verification string of a disco#info <query/>
+ * (identities, features, XEP-0128 forms), base64, into out (29 bytes
+ * suffice). 0, or -1 when the query is not well formed for it (a form
+ * without FORM_TYPE, duplicate identities or features, §5.4). */
+int module_caps_ver(const xml_node_t *query, char *out, size_t size);
 
 /* Whether any enabled module says `from` -> `to` is blocked. */
 bool module_registry_blocked(const module_registry_t *reg, const char *from,

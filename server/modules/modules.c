@@ -20,6 +20,7 @@ static const module_desc_t *const all[] = {
     &module_blocking,     /* XEP-0191 */
     &module_carbons,      /* XEP-0280 */
     &module_external_services, /* XEP-0215 */
+    &module_caps,              /* XEP-0115 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

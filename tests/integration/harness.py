@@ -998,6 +998,21 @@ class ServerTestCase(unittest.TestCase):
         return c.expect_stream_error(condition, answer=answer)
 
 
+class SharedServerTestCase(ServerTestCase):
+    """One server (self.srv) for all the tests of the class, started with
+    the keyword arguments of `server_args` (a dict)."""
+
+    server_args = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(**cls.server_args)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+
 class _Result(unittest.TextTestResult):
     """Prints the server log lines of a failing test."""
 

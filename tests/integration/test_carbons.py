@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import NS_CLIENT, Server, q  # noqa: E402
+from harness import NS_CLIENT, q  # noqa: E402
 from imtest import MESSAGE, Session  # noqa: E402
 
 NS_C = 'urn:xmpp:carbons:2'
@@ -28,15 +28,7 @@ def copied(el, wrap):
     return w.find('%s/%s' % (q(NS_F, 'forwarded'), MESSAGE))
 
 
-class Carbons(harness.ServerTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+class Carbons(harness.SharedServerTestCase):
 
     def setUp(self):
         super().setUp()

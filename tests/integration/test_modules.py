@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Server, iq, q, stanza_error_condition  # noqa: E402
+from harness import NS_CLIENT, Server, iq, q, stanza_error_condition  # noqa: E402
 
 NS_PING = 'urn:xmpp:ping'
 NS_INFO = 'http://jabber.org/protocol/disco#info'
@@ -31,7 +31,7 @@ NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
                     'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST,
                     'urn:xmpp:blocking', 'urn:xmpp:carbons:2',
-                    'urn:xmpp:extdisco:2'}
+                    'urn:xmpp:extdisco:2', 'http://jabber.org/protocol/caps'}
 
 
 def features(info):
@@ -232,20 +232,14 @@ class ContactInfo(harness.ServerTestCase):
 NS_EXT = 'urn:xmpp:extdisco:2'
 
 
-class ExternalServices(harness.ServerTestCase):
+class ExternalServices(harness.SharedServerTestCase):
     """XEP-0215 with a STUN and two TURN services and a secret."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(top={'external_services': {
-            'services': ['stun:turn.example.org',
-                         'turn:turn.example.org:3479?transport=udp',
-                         'turns:turn.example.org?transport=tcp'],
-            'secret': 's3cret', 'ttl': 600}})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    server_args = dict(top={'external_services': {
+        'services': ['stun:turn.example.org',
+                     'turn:turn.example.org:3479?transport=udp',
+                     'turns:turn.example.org?transport=tcp'],
+        'secret': 's3cret', 'ttl': 600}})
 
     def check_credentials(self, svc):
         """coturn's use-auth-secret: username EXPIRY:USER, password
@@ -305,6 +299,107 @@ class ExternalServices(harness.ServerTestCase):
         self.assertEqual(srv.wait_exit(10), 1)
         self.assertIn("external_services.services: 'ftp:example.org'",
                       srv.log_text())
+
+
+NS_CAPS = 'http://jabber.org/protocol/caps'
+
+
+def caps_ver(identities, features):
+    """XEP-0115 §5.1 for identities (category, type, lang, name) and
+    features (no forms)."""
+    s = ''.join('%s/%s/%s/%s<' % i for i in sorted(identities))
+    s += ''.join('%s<' % f for f in sorted(features))
+    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+def info_ver(res):
+    query = res.find(q(NS_INFO, 'query'))
+    ids = [(i.get('category'), i.get('type'),
+            i.get('{http://www.w3.org/XML/1998/namespace}lang', ''),
+            i.get('name', '')) for i in query.findall(q(NS_INFO, 'identity'))]
+    assert query.find(q(NS_DATA, 'x')) is None, 'forms are not hashed here'
+    return caps_ver(ids, features(res))
+
+
+CLIENT_IDS = [('client', 'pc', '', 'Test')]
+CLIENT_FEATURES = [NS_INFO, NS_CAPS, 'urn:xmpp:test', 'urn:xmpp:test+notify']
+
+
+class Caps(harness.SharedServerTestCase):
+    """XEP-0115: the server's caps, and the clients' it verifies."""
+
+    def test_server_caps(self):
+        """§6.3: <c/> in the features after authentication, whose ver is
+        the hash of the server's disco#info; the node#ver query answers
+        the same with the node; another ver: item-not-found."""
+        a = self.login(self.srv)
+        c = a.features.find(q(NS_CAPS, 'c'))
+        self.assertIsNotNone(c)
+        self.assertEqual((c.get('hash'), c.get('node')),
+                         ('sha-1', 'urn:starling:caps'))
+        res = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_INFO)
+        self.assertEqual(c.get('ver'), info_ver(res))
+        node = 'urn:starling:caps#' + c.get('ver')
+        res = iq(a, 'localhost', "<query xmlns='%s' node='%s'/>"
+                 % (NS_INFO, node))
+        self.assertEqual(res.find(q(NS_INFO, 'query')).get('node'), node)
+        self.assertEqual(info_ver(res), c.get('ver'))
+        res = iq(a, 'localhost', "<query xmlns='%s' node='urn:starling:"
+                 "caps#AAAA'/>" % NS_INFO)
+        self.assertEqual(stanza_error_condition(res),
+                         ('cancel', 'item-not-found'))
+
+    def announce(self, c, ver):
+        c.send("<presence><c xmlns='%s' hash='sha-1' node='urn:test:client' "
+               "ver='%s'/></presence>" % (NS_CAPS, ver))
+
+    def answer_query(self, c, ver, feats):
+        """The server's disco#info query for node#ver, answered with
+        feats; returns the query."""
+        while True:
+            el = c.expect_stanza('iq')
+            if el.get('type') == 'get':
+                break
+        self.assertEqual((el.get('from'), el.get('to')), ('localhost', c.jid))
+        qn = el.find(q(NS_INFO, 'query'))
+        self.assertEqual(qn.get('node'), 'urn:test:client#' + ver)
+        c.send("<iq type='result' id='%s' to='localhost'><query xmlns='%s' "
+               "node='urn:test:client#%s'><identity category='client' "
+               "type='pc' name='Test'/>%s</query></iq>"
+               % (el.get('id'), NS_INFO, ver,
+                  ''.join("<feature var='%s'/>" % f for f in feats)))
+        return el
+
+    def no_query(self, c):
+        self.assertEqual([el for el in c.sync()
+                          if el.tag == q(NS_CLIENT, 'iq')], [])
+
+    def test_client_caps_verified_once(self):
+        """§5.4 and §8.4: an unknown ver is asked for once; an answer that
+        hashes to it is kept, so the next entity with that ver is not
+        asked; an answer that does not is not kept, so the ver is asked
+        for again."""
+        ver = caps_ver(CLIENT_IDS, CLIENT_FEATURES)
+        a = self.login(self.srv, resource='caps1')
+        self.announce(a, ver)
+        self.answer_query(a, ver, CLIENT_FEATURES)
+        a.sync()
+        b = self.login(self.srv, 'bob@localhost', resource='caps1')
+        self.announce(b, ver)
+        self.no_query(b)
+        # A ver the answer does not match.
+        bad = caps_ver(CLIENT_IDS, ['urn:xmpp:other'])
+        c1 = self.login(self.srv, 'carol@localhost', resource='c1')
+        self.announce(c1, bad)
+        self.answer_query(c1, bad, CLIENT_FEATURES)
+        c1.sync()
+        c2 = self.login(self.srv, 'carol@localhost', resource='c2')
+        self.announce(c2, bad)
+        self.answer_query(c2, bad, ['urn:xmpp:other'])
+        c2.sync()
+        c3 = self.login(self.srv, 'carol@localhost', resource='c3')
+        self.announce(c3, bad)
+        self.no_query(c3)
 
 
 class LastActivity(harness.ServerTestCase):

@@ -29,16 +29,10 @@ VCARD = ("<vCard xmlns='vcard-temp'><FN>Alice Liddell</FN>"
          "</EMAIL></vCard>")
 
 
-class Profiles(harness.ServerTestCase):
+class Profiles(harness.SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(top={'private': {'max_size': 2048},
-                              'vcard': {'max_size': 4096}})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    server_args = dict(top={'private': {'max_size': 2048},
+                            'vcard': {'max_size': 4096}})
 
     # -- XEP-0049
 

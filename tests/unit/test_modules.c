@@ -584,6 +584,50 @@ static void test_real_ping_and_disco(void **state)
     config_free(&cfg);
 }
 
+/* XEP-0115 §5.2 and §5.3: the examples' verification strings. */
+static void test_caps_ver(void **state)
+{
+    (void)state;
+    char ver[64];
+    xml_tree_t *t =
+        fake_parse("<query xmlns='http://jabber.org/protocol/disco#info'>"
+                   "<identity category='client' name='Exodus 0.9.1' type='pc'/>"
+                   "<feature var='http://jabber.org/protocol/caps'/>"
+                   "<feature var='http://jabber.org/protocol/disco#info'/>"
+                   "<feature var='http://jabber.org/protocol/disco#items'/>"
+                   "<feature var='http://jabber.org/protocol/muc'/></query>");
+    assert_int_equal(module_caps_ver(t->root, ver, sizeof(ver)), 0);
+    assert_string_equal(ver, "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    xml_tree_free(t);
+    t = fake_parse(
+        "<query xmlns='http://jabber.org/protocol/disco#info'>"
+        "<identity xml:lang='en' category='client' name='Psi 0.11' "
+        "type='pc'/>"
+        "<identity xml:lang='el' category='client' name='&#x3A8; 0.11' "
+        "type='pc'/>"
+        "<feature var='http://jabber.org/protocol/caps'/>"
+        "<feature var='http://jabber.org/protocol/disco#info'/>"
+        "<feature var='http://jabber.org/protocol/disco#items'/>"
+        "<feature var='http://jabber.org/protocol/muc'/>"
+        "<x xmlns='jabber:x:data' type='result'>"
+        "<field var='FORM_TYPE' type='hidden'>"
+        "<value>urn:xmpp:dataforms:softwareinfo</value></field>"
+        "<field var='ip_version'><value>ipv4</value><value>ipv6</value></field>"
+        "<field var='os'><value>Mac</value></field>"
+        "<field var='os_version'><value>10.5.1</value></field>"
+        "<field var='software'><value>Psi</value></field>"
+        "<field var='software_version'><value>0.11</value></field>"
+        "</x></query>");
+    assert_int_equal(module_caps_ver(t->root, ver, sizeof(ver)), 0);
+    assert_string_equal(ver, "q07IKJEyjvHSyhy//CH0CxmKi8w=");
+    xml_tree_free(t);
+    /* §5.4: a feature twice is not a valid answer. */
+    t = fake_parse("<query xmlns='http://jabber.org/protocol/disco#info'>"
+                   "<feature var='a'/><feature var='a'/></query>");
+    assert_int_equal(module_caps_ver(t->root, ver, sizeof(ver)), -1);
+    xml_tree_free(t);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -600,6 +644,7 @@ int main(void)
         T(test_init_refused),
         T(test_stream_features),
         T(test_real_ping_and_disco),
+        T(test_caps_ver),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,186 @@
+"""Interop: the services of issue 10 through slixmpp's own plugins
+(Debian's python3-slixmpp), against starlingd:
+
+  - xep_0030: the server's identity and features;
+  - xep_0115: slixmpp verifies the server's caps from the stream features
+    (it asks the node#ver and checks the hash), and the server verifies
+    slixmpp's caps (its log says what it kept);
+  - xep_0199: a ping of the server; the server's pings of an idle
+    slixmpp are answered by it;
+  - xep_0054: a vCard published by alice, read by bob;
+  - xep_0049 (with xep_0048 bookmarks): private storage stored from one
+    resource and retrieved from another;
+  - xep_0191: bob blocks alice, the list says so, alice's message bounces,
+    unblocked it arrives;
+  - xep_0280: carbons enabled on two resources of alice; what bob sends
+    to one arrives at the other as a received carbon, what one sends as a
+    sent carbon;
+  - xep_0012: the server's uptime.
+
+Run: /usr/bin/python3 test_slixmpp_services.py STARLINGD STARLINGCTL
+"""
+import asyncio
+import os
+import re
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+import test_slixmpp_im as im_test  # noqa: E402
+from test_slixmpp_im import STEP, Bot, slixmpp  # noqa: E402
+
+if slixmpp is not None:
+    from slixmpp.exceptions import IqError
+    from slixmpp.plugins.xep_0048 import Bookmarks
+
+
+class ServiceBot(Bot):
+    def __init__(self, jid, password):
+        super().__init__(jid, password)
+        for p in ('xep_0030', 'xep_0115', 'xep_0199', 'xep_0054', 'xep_0049',
+                  'xep_0048', 'xep_0191', 'xep_0280', 'xep_0012'):
+            self.register_plugin(p)
+        self.carbons = []
+        self.add_event_handler('carbon_received',
+                               lambda m: self.carbons.append(('received', m)))
+        self.add_event_handler('carbon_sent',
+                               lambda m: self.carbons.append(('sent', m)))
+
+
+@unittest.skipIf(slixmpp is None, 'slixmpp is not installed')
+class SlixmppServices(im_test.SlixmppIM):
+    # The plumbing of SlixmppIM, not its scenario.
+    test_im_scenario = None
+
+    def setUp(self):
+        self.bots = []
+        self.srv = harness.Server(sasl={'offer_plus': False},
+                                  limits={'idle_timeout': 2.0,
+                                          'ping_timeout': 2.0})
+        self.addCleanup(self.srv.stop)
+
+    async def login(self, user, resource):
+        jid = '%s@localhost/%s' % (user, resource)
+        bot = ServiceBot(jid, self.srv.users['%s@localhost' % user])
+        self.bots.append(bot)
+        bot.connect(('127.0.0.1', self.srv.port))
+        await asyncio.wait_for(bot.started, STEP)
+        return bot
+
+    async def logged(self, pattern, timeout=STEP):
+        """The server logged pattern (without blocking the loop the
+        clients run on)."""
+        await self.until('/%s/ in the log' % pattern,
+                         lambda: re.search(pattern, self.srv.log_text()),
+                         timeout)
+
+    async def until(self, what, pred, timeout=STEP):
+        deadline = asyncio.get_event_loop().time() + timeout
+        while not pred():
+            if asyncio.get_event_loop().time() > deadline:
+                raise AssertionError('timed out waiting for ' + what)
+            await asyncio.sleep(0.05)
+
+    def test_services(self):
+        self.run_scenario(self.scenario())
+
+    async def scenario(self):
+        a1 = await self.login('alice', 'a1')
+        a2 = await self.login('alice', 'a2')
+        bob = await self.login('bob', 'b')
+
+        # xep_0030
+        info = await a1['xep_0030'].get_info(jid='localhost', timeout=STEP)
+        ids = info['disco_info']['identities']
+        self.assertIn(('server', 'im'), [(i[0], i[1]) for i in ids])
+        feats = info['disco_info']['features']
+        for f in ('vcard-temp', 'jabber:iq:private', 'urn:xmpp:blocking',
+                  'urn:xmpp:carbons:2', 'urn:xmpp:ping', 'jabber:iq:last',
+                  'http://jabber.org/protocol/caps'):
+            self.assertIn(f, feats)
+
+        # xep_0115: slixmpp checked the server's caps (stream features)
+        # and kept them; the server checked slixmpp's (its initial
+        # presence went out before slixmpp had computed its own ver: it
+        # announces them again).
+        await a1['xep_0115'].update_caps()
+        a1.send_presence()
+        await self.until('slixmpp to verify the server caps',
+                         lambda: a1['xep_0115'].get_verstring(
+                             slixmpp.JID('localhost')) is not None)
+        await self.logged(r'caps \S+: \d+ features')
+
+        # xep_0199 and the server's pings of an idle client (2 s here).
+        await a1['xep_0199'].ping('localhost', timeout=STEP)
+        await self.logged(r'idle: pinged bob@localhost/b')
+        await bob['xep_0199'].ping('localhost', timeout=STEP)
+
+        # xep_0054
+        vcard = a1['xep_0054'].make_vcard()
+        vcard['FN'] = 'Alice Liddell'
+        vcard['NICKNAME'] = 'alice'
+        await a1['xep_0054'].publish_vcard(vcard, timeout=STEP)
+        got = await bob['xep_0054'].get_vcard(slixmpp.JID('alice@localhost'),
+                                              cached=False, timeout=STEP)
+        self.assertEqual(got['vcard_temp']['FN'], 'Alice Liddell')
+
+        # xep_0049, with xep_0048's bookmarks (what old clients keep there)
+        bm = Bookmarks()
+        bm.add_conference('room@muc.example', 'alice', name='R&D',
+                          autojoin=True)
+        await a1['xep_0048'].set_bookmarks(bm, method='xep_0049',
+                                           timeout=STEP)
+        got = await a2['xep_0048'].get_bookmarks(method='xep_0049',
+                                                 timeout=STEP)
+        confs = got['private']['bookmarks']['conferences']
+        self.assertEqual([(str(c['jid']), c['nick'], c['name'], c['autojoin'])
+                          for c in confs],
+                         [('room@muc.example', 'alice', 'R&D', True)])
+
+        # xep_0191
+        await bob['xep_0191'].block(['alice@localhost'], timeout=STEP)
+        blocked = await bob['xep_0191'].get_blocked(timeout=STEP)
+        self.assertEqual([str(j) for j in blocked['blocklist']['items']],
+                         ['alice@localhost'])
+        errors = []
+        a1.add_event_handler('message_error', errors.append)
+        a1.send_message(mto='bob@localhost/b', mbody='blocked?', mtype='chat')
+        await self.until('the bounce', lambda: errors)
+        self.assertEqual(errors[0]['error']['condition'], 'service-unavailable')
+        await bob['xep_0191'].unblock(['alice@localhost'], timeout=STEP)
+        n = len(bob.messages)
+        a1.send_message(mto='bob@localhost/b', mbody='now', mtype='chat')
+        await self.until('the message', lambda: len(bob.messages) > n)
+
+        # xep_0280
+        await a1['xep_0280'].enable(timeout=STEP)
+        await a2['xep_0280'].enable(timeout=STEP)
+        bob.send_message(mto='alice@localhost/a1', mbody='to a1', mtype='chat')
+        await self.until('a received carbon at a2',
+                         lambda: any(k == 'received' for k, _ in a2.carbons))
+        kind, m = a2.carbons[-1]
+        self.assertEqual(m['carbon_received']['body'], 'to a1')
+        a1.send_message(mto='bob@localhost', mbody='from a1', mtype='chat')
+        await self.until('a sent carbon at a2',
+                         lambda: any(k == 'sent' for k, _ in a2.carbons))
+        kind, m = a2.carbons[-1]
+        self.assertEqual(m['carbon_sent']['body'], 'from a1')
+        self.assertEqual(a1.carbons, [])
+
+        # xep_0012
+        last = await a1['xep_0012'].get_last_activity(
+            slixmpp.JID('localhost'), timeout=STEP)
+        self.assertGreaterEqual(last['last_activity']['seconds'], 0)
+        try:
+            await bob['xep_0012'].get_last_activity(
+                slixmpp.JID('alice@localhost'), timeout=STEP)
+            self.fail('last activity without a subscription')
+        except IqError as e:
+            self.assertEqual(e.iq['error']['condition'], 'forbidden')
+
+
+if __name__ == '__main__':
+    harness.main()
