@@ -101,6 +101,16 @@ static xml_tree_t *account_info(const module_registry_t *reg, xml_node_t *iq,
     }
     for (size_t i = 0; rc == 0 && i < module_registry_count(reg); i++) {
         const module_desc_t *d = module_registry_desc(reg, i);
+        for (const module_identity_t *mi = d->account_identities;
+             rc == 0 && mi != NULL && mi->category != NULL; mi++) {
+            xml_node_t *e = xml_element_new(t, q, NS_DISCO_INFO, "identity");
+            rc |= e != NULL ? 0 : -1;
+            if (e != NULL) {
+                rc |=
+                    xml_element_set_attr(t, e, NULL, "category", mi->category);
+                rc |= xml_element_set_attr(t, e, NULL, "type", mi->type);
+            }
+        }
         for (const char *const *f = d->account_features;
              rc == 0 && f != NULL && *f != NULL; f++)
             rc |= add_feature(t, q, *f);

@@ -10,6 +10,7 @@
 #include "base/base64.h"
 #include "base/buf.h"
 #include "base/xalloc.h"
+#include "stream/stanza.h"
 
 /* One enabled module. */
 typedef struct module_instance {
@@ -722,4 +723,18 @@ int module_caps_ver(const xml_node_t *query, char *out, size_t size)
     list_free(&forms);
     buf_free(&b);
     return rc;
+}
+
+void module_later_error_app(module_later_t *l, const char *type,
+                            const char *condition, const char *app_ns,
+                            const char *app_name)
+{
+    xml_tree_t *t = stanza_error_reply(l->tree->root, type, condition, NULL);
+    xml_node_t *err =
+        t != NULL ? xml_element_child(t->root, l->tree->root->ns, "error")
+                  : NULL;
+    if (t != NULL &&
+        (err == NULL || xml_element_new(t, err, app_ns, app_name) == NULL))
+        xalloc_fail(256);
+    module_later_send(l, t);
 }

@@ -201,6 +201,8 @@ typedef struct module_desc {
     /* XEP-0030 features of an account's bare JID (what the server does
      * for every account: PEP), NULL ends; may be NULL. */
     const char *const *account_features;
+    /* And identities of it (PEP: pubsub/pep), category NULL ends. */
+    const module_identity_t *account_identities;
     /* XEP-0128 extensions (data forms) of the server's disco#info: adds
      * them under `query` of tree t. Returns 0, or -1 when out of memory.
      * NULL for a module with none. */
@@ -343,6 +345,11 @@ void module_later_send(module_later_t *l, xml_tree_t *t);
 /* Answers with an error, releases and frees l. */
 void module_later_error(module_later_t *l, const char *type,
                         const char *condition);
+/* The same with an application-specific condition <app_name
+ * xmlns=app_ns/> beside the defined one (XEP-0060's pubsub#errors). */
+void module_later_error_app(module_later_t *l, const char *type,
+                            const char *condition, const char *app_ns,
+                            const char *app_name);
 
 /* Parses `len` bytes of serialized elements (as xml_serialize() wrote
  * them with no inherited namespace: stored documents) and adds copies of

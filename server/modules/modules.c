@@ -21,6 +21,7 @@ static const module_desc_t *const all[] = {
     &module_carbons,      /* XEP-0280 */
     &module_external_services, /* XEP-0215 */
     &module_caps,              /* XEP-0115 */
+    &module_pep,               /* XEP-0163 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

@@ -142,7 +142,7 @@ class DefaultModules(harness.ServerTestCase):
             query = res.find(q(NS_INFO, 'query'))
             ids = [(i.get('category'), i.get('type'))
                    for i in query.findall(q(NS_INFO, 'identity'))]
-            self.assertEqual(ids, [('account', 'registered')])
+            self.assertEqual(ids, [('account', 'registered'), ('pubsub', 'pep')])
             self.assertIn(NS_INFO, features(res))
             res = iq(a, to, "<query xmlns='%s'/>" % NS_ITEMS)
             self.assertEqual(len(res.find(q(NS_ITEMS, 'query'))), 0)
