@@ -284,6 +284,16 @@ class Server:
         with open(self.conf, 'w') as f:
             f.write('\n'.join(out) + '\n')
 
+    def befriend(self, a, b):
+        """`starlingctl roster A add B --both`: a subscription both between
+        the two accounts, provisioned in the store."""
+        r = subprocess.run([STARLINGCTL, '--config', self.conf, 'roster', a,
+                            'add', b, '--both'], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError('starlingctl roster %s add %s failed: %s'
+                               % (a, b, r.stdout.decode(errors='replace')))
+
     def adduser(self, jid, password):
         """`starlingctl --config CONF adduser JID`, password on stdin."""
         r = subprocess.run([STARLINGCTL, '--config', self.conf, 'adduser', jid],

@@ -11,7 +11,6 @@ carol none.
 Run: python3 test_blocking.py STARLINGD STARLINGCTL
 """
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,11 +43,7 @@ class Blocking(harness.ServerTestCase):
     def setUp(self):
         super().setUp()
         self.srv = Server()
-        r = subprocess.run([harness.STARLINGCTL, '--config', self.srv.conf,
-                            'roster', 'alice@localhost', 'add',
-                            'bob@localhost', '--both'],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.srv.befriend('alice@localhost', 'bob@localhost')
 
     def tearDown(self):
         super().tearDown()

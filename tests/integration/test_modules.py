@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -409,11 +408,7 @@ class LastActivity(harness.ServerTestCase):
     def test_last_activity(self):
         srv = Server()
         try:
-            for args in (['roster', 'alice@localhost', 'add', 'bob@localhost',
-                          '--both'],):
-                r = subprocess.run([harness.STARLINGCTL, '--config', srv.conf]
-                                   + args, capture_output=True, text=True)
-                self.assertEqual(r.returncode, 0, r.stderr)
+            srv.befriend('alice@localhost', 'bob@localhost')
             bob = self.login(srv, 'bob@localhost')
             # Never offline yet: item-not-found; online: 0.
             res = iq(bob, 'alice@localhost', "<query xmlns='%s'/>" % NS_LAST)

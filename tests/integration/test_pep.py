@@ -13,7 +13,6 @@ Run: python3 test_pep.py STARLINGD STARLINGCTL
 import base64
 import hashlib
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,11 +81,7 @@ class Pep(harness.ServerTestCase):
     def setUp(self):
         super().setUp()
         self.srv = Server()
-        r = subprocess.run([harness.STARLINGCTL, '--config', self.srv.conf,
-                            'roster', 'alice@localhost', 'add',
-                            'bob@localhost', '--both'],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.srv.befriend('alice@localhost', 'bob@localhost')
 
     def tearDown(self):
         super().tearDown()

@@ -28,7 +28,6 @@ import asyncio
 import hashlib
 import os
 import re
-import subprocess
 import sys
 import unittest
 
@@ -70,11 +69,7 @@ class SlixmppServices(im_test.SlixmppIM):
                                   limits={'idle_timeout': 2.0,
                                           'ping_timeout': 2.0})
         self.addCleanup(self.srv.stop)
-        r = subprocess.run([harness.STARLINGCTL, '--config', self.srv.conf,
-                            'roster', 'alice@localhost', 'add',
-                            'bob@localhost', '--both'],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.srv.befriend('alice@localhost', 'bob@localhost')
 
     async def login(self, user, resource):
         jid = '%s@localhost/%s' % (user, resource)
