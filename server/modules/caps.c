@@ -170,8 +170,9 @@ static bool caps_entity_has(void *state, const char *full, const char *feature)
     caps_state_t *st = state;
     entity_t *e = *entity_find(st, full);
     const ver_entry_t *v = e != NULL ? ver_find(st, e->ver) : NULL;
-    return v != NULL && bsearch(&feature, v->features, v->n,
-                                sizeof(*v->features), cmp_str) != NULL;
+    return v != NULL && v->n > 0 &&
+           bsearch(&feature, v->features, v->n, sizeof(*v->features),
+                   cmp_str) != NULL;
 }
 
 /* Asks `jid` what `node#ver` means, from `domain` (ours). */
@@ -319,7 +320,8 @@ static module_result_t on_iq(module_call_t *c)
                 xreallocarray(v->features, v->n + 1, sizeof(*v->features));
             v->features[v->n++] = xstrdup(var);
         }
-        qsort(v->features, v->n, sizeof(*v->features), cmp_str);
+        if (v->n > 1)
+            qsort(v->features, v->n, sizeof(*v->features), cmp_str);
         size_t h = hash(ver);
         v->next = st->vers[h];
         st->vers[h] = v;

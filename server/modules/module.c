@@ -576,7 +576,8 @@ static int cmp_key(const void *a, const void *b)
  * `unique`. */
 static int append_sorted(buf_t *b, char **v, size_t n, bool unique, bool ended)
 {
-    qsort(v, n, sizeof(*v), ended ? cmp_key : cmp_str);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), ended ? cmp_key : cmp_str);
     for (size_t i = 0; i < n; i++) {
         if (unique && i > 0 && strcmp(v[i - 1], v[i]) == 0)
             return -1;
@@ -703,7 +704,8 @@ int module_caps_ver(const xml_node_t *query, char *out, size_t size)
     }
     /* Two forms of one FORM_TYPE make the answer invalid (§5.4); sorted,
      * they are neighbours sharing the "FORM_TYPE<" prefix. */
-    qsort(forms.v, forms.n, sizeof(*forms.v), cmp_key);
+    if (forms.n > 1)
+        qsort(forms.v, forms.n, sizeof(*forms.v), cmp_key);
     for (size_t i = 1; i < forms.n; i++) {
         size_t k = strcspn(forms.v[i], "<");
         if (strncmp(forms.v[i - 1], forms.v[i], k + 1) == 0)
