@@ -22,6 +22,7 @@ static const module_desc_t *const all[] = {
     &module_external_services, /* XEP-0215 */
     &module_caps,              /* XEP-0115 */
     &module_pep,               /* XEP-0163 */
+    &module_register,          /* XEP-0077 (password changes) */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

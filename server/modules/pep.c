@@ -38,38 +38,14 @@
 #include "base/buf.h"
 #include "base/xalloc.h"
 #include "modules/modules.h"
+#include "modules/pep_form.h"
 
 #define NS_PUBSUB        "http://jabber.org/protocol/pubsub"
 #define NS_PUBSUB_OWNER  "http://jabber.org/protocol/pubsub#owner"
 #define NS_PUBSUB_EVENT  "http://jabber.org/protocol/pubsub#event"
 #define NS_PUBSUB_ERRORS "http://jabber.org/protocol/pubsub#errors"
 #define NS_DATA          "jabber:x:data"
-#define FT_PUBLISH_OPTS  "http://jabber.org/protocol/pubsub#publish-options"
-#define FT_NODE_CONFIG   "http://jabber.org/protocol/pubsub#node_config"
-#define MAX_ITEMS_LIMIT  256
 #define MAX_NODE_LEN     512
-
-typedef enum access_model {
-    ACCESS_PRESENCE,
-    ACCESS_OPEN,
-    ACCESS_WHITELIST,
-} access_model_t;
-
-typedef struct node_config {
-    access_model_t access;
-    unsigned max_items; /* 1..MAX_ITEMS_LIMIT */
-    bool persist;
-    bool notify_retract;
-} node_config_t;
-
-static const node_config_t node_defaults = {
-    .access = ACCESS_PRESENCE,
-    .max_items = 1,
-    .persist = true,
-    .notify_retract = true,
-};
-
-static const char *const access_names[] = {"presence", "open", "whitelist"};
 
 typedef struct pep_state {
     store_t *store;
@@ -89,131 +65,6 @@ static void *pep_init(const module_env_t *env, bool *ok)
 static void pep_fini(void *state)
 {
     free(state);
-}
-
-/* ------------------------------------------------------------ config */
-
-static void config_write(const node_config_t *c, char *out, size_t size)
-{
-    snprintf(out, size, "access=%s max_items=%u persist=%d notify_retract=%d",
-             access_names[c->access], c->max_items, c->persist,
-             c->notify_retract);
-}
-
-/* What config_write wrote (unknown words are skipped). */
-static void config_read(const char *s, node_config_t *c)
-{
-    *c = node_defaults;
-    char word[64];
-    int n;
-    while (sscanf(s, "%63s%n", word, &n) == 1) {
-        s += n;
-        char *eq = strchr(word, '=');
-        if (eq == NULL)
-            continue;
-        *eq++ = '\0';
-        if (strcmp(word, "access") == 0) {
-            for (size_t i = 0; i < 3; i++)
-                if (strcmp(eq, access_names[i]) == 0)
-                    c->access = (access_model_t)i;
-        } else if (strcmp(word, "max_items") == 0) {
-            unsigned long v = strtoul(eq, NULL, 10);
-            if (v >= 1 && v <= MAX_ITEMS_LIMIT)
-                c->max_items = (unsigned)v;
-        } else if (strcmp(word, "persist") == 0) {
-            c->persist = strcmp(eq, "0") != 0;
-        } else if (strcmp(word, "notify_retract") == 0) {
-            c->notify_retract = strcmp(eq, "0") != 0;
-        }
-    }
-}
-
-static bool form_bool(const char *v, bool *out)
-{
-    if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
-        *out = true;
-    else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
-        *out = false;
-    else
-        return false;
-    return true;
-}
-
-/* The first <value/> text of a field, "" when none. */
-static const char *field_value(const xml_node_t *f)
-{
-    const xml_node_t *v = xml_element_child(f, NS_DATA, "value");
-    return v != NULL && v->children != NULL &&
-                   v->children->kind == XML_NODE_TEXT
-               ? v->children->text
-               : "";
-}
-
-typedef enum form_result {
-    FORM_OK,
-    FORM_BAD,        /* a value that is not one of the field's */
-    FORM_UNKNOWN,    /* a field this service does not have */
-    FORM_WRONG_TYPE, /* not a form of the expected FORM_TYPE */
-} form_result_t;
-
-/* Applies a submitted form (publish-options or node_config) to *c; with
- * `changed`, also says which fields it named (bit per field). */
-static form_result_t form_apply(const xml_node_t *x, const char *form_type,
-                                node_config_t *c, unsigned *named)
-{
-    *named = 0;
-    bool typed = false;
-    for (const xml_node_t *f = xml_element_child(x, NS_DATA, "field");
-         f != NULL; f = xml_element_next(f, NS_DATA, "field")) {
-        const char *var = xml_element_attr(f, NULL, "var");
-        const char *v = field_value(f);
-        if (var == NULL)
-            return FORM_BAD;
-        if (strcmp(var, "FORM_TYPE") == 0) {
-            if (strcmp(v, form_type) != 0)
-                return FORM_WRONG_TYPE;
-            typed = true;
-        } else if (strcmp(var, "pubsub#access_model") == 0) {
-            size_t i = 0;
-            while (i < 3 && strcmp(v, access_names[i]) != 0)
-                i++;
-            if (i == 3)
-                return FORM_BAD;
-            c->access = (access_model_t)i;
-            *named |= 1;
-        } else if (strcmp(var, "pubsub#max_items") == 0) {
-            unsigned long n;
-            char *end;
-            if (strcmp(v, "max") == 0) {
-                n = MAX_ITEMS_LIMIT;
-            } else {
-                n = strtoul(v, &end, 10);
-                if (*v == '\0' || *end != '\0' || n < 1)
-                    return FORM_BAD;
-                if (n > MAX_ITEMS_LIMIT)
-                    n = MAX_ITEMS_LIMIT;
-            }
-            c->max_items = (unsigned)n;
-            *named |= 2;
-        } else if (strcmp(var, "pubsub#persist_items") == 0) {
-            if (!form_bool(v, &c->persist))
-                return FORM_BAD;
-            *named |= 4;
-        } else if (strcmp(var, "pubsub#notify_retract") == 0) {
-            if (!form_bool(v, &c->notify_retract))
-                return FORM_BAD;
-            *named |= 8;
-        } else if (strcmp(var, "pubsub#send_last_published_item") == 0 ||
-                   strcmp(var, "pubsub#deliver_notifications") == 0 ||
-                   strcmp(var, "pubsub#deliver_payloads") == 0 ||
-                   strcmp(var, "pubsub#title") == 0 ||
-                   strcmp(var, "pubsub#type") == 0) {
-            /* Accepted as given; this service behaves one way. */
-        } else {
-            return FORM_UNKNOWN;
-        }
-    }
-    return typed ? FORM_OK : FORM_WRONG_TYPE;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -286,7 +137,7 @@ typedef struct notify_job {
     const module_registry_t *reg;
     char owner[JID_FORMAT_BUF];
     char *node;
-    node_config_t config;
+    pep_node_config_t config;
     xml_tree_t *event;
 } notify_job_t;
 
@@ -304,8 +155,9 @@ static void on_notify_roster(void *ud, int err, const store_roster_t *ros)
     char *notify = xmalloc(n);
     snprintf(notify, n, "%s+notify", j->node);
     notify_local(j->router, j->reg, j->event, j->owner, notify);
-    for (size_t i = 0; err == STORE_OK &&
-                       j->config.access != ACCESS_WHITELIST && i < ros->count;
+    for (size_t i = 0;
+         err == STORE_OK && j->config.access != PEP_ACCESS_WHITELIST &&
+         i < ros->count;
          i++) {
         const store_roster_item_t *it = &ros->items[i];
         if ((it->subscription & STORE_SUB_FROM) == 0)
@@ -329,7 +181,7 @@ static void on_notify_roster(void *ud, int err, const store_roster_t *ros)
 
 static void notify(pep_state_t *st, router_t *r, const module_registry_t *reg,
                    const char *owner, const char *node,
-                   const node_config_t *config, xml_tree_t *event)
+                   const pep_node_config_t *config, xml_tree_t *event)
 {
     notify_job_t *j = xcalloc(1, sizeof(*j));
     j->st = st;
@@ -369,7 +221,7 @@ typedef struct pep_op {
     char *item_id;
     char *payload; /* publish: serialized */
     size_t payload_len;
-    node_config_t config; /* publish-options / configure applied */
+    pep_node_config_t config; /* publish-options / configure applied */
     unsigned options_named;
     bool has_options;
     bool exists;
@@ -479,7 +331,7 @@ static void store_item(pep_op_t *op)
     owner_parts(op, node, sizeof(node), &domain);
     if (!op->exists) {
         char conf[128];
-        config_write(&op->config, conf, sizeof(conf));
+        pep_config_write(&op->config, conf, sizeof(conf));
         store_data_put(op->st->store, domain, node, "pepnode", op->node, conf,
                        strlen(conf), NULL, NULL);
     }
@@ -502,9 +354,9 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
         return;
     }
     op->exists = count > 0;
-    node_config_t cur = node_defaults;
+    pep_node_config_t cur = pep_node_defaults;
     if (op->exists)
-        config_read(items[0].value, &cur);
+        pep_config_read(items[0].value, &cur);
     char node[JID_FORMAT_BUF];
     const char *domain;
     owner_parts(op, node, sizeof(node), &domain);
@@ -512,12 +364,13 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
     case OP_PUBLISH:
         if (op->exists && op->has_options) {
             /* XEP-0060 §7.1.5: every option given must match. */
-            const node_config_t *w = &op->config;
+            const pep_node_config_t *w = &op->config;
             unsigned n = op->options_named;
-            if (((n & 1) && w->access != cur.access) ||
-                ((n & 2) && w->max_items != cur.max_items) ||
-                ((n & 4) && w->persist != cur.persist) ||
-                ((n & 8) && w->notify_retract != cur.notify_retract)) {
+            if (((n & PEP_NAMED_ACCESS) && w->access != cur.access) ||
+                ((n & PEP_NAMED_MAX_ITEMS) && w->max_items != cur.max_items) ||
+                ((n & PEP_NAMED_PERSIST) && w->persist != cur.persist) ||
+                ((n & PEP_NAMED_NOTIFY_RETRACT) &&
+                 w->notify_retract != cur.notify_retract)) {
                 module_later_error_app(op->l, "cancel", "conflict",
                                        NS_PUBSUB_ERRORS,
                                        "precondition-not-met");
@@ -540,11 +393,11 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
         op_fail(op, "cancel", "item-not-found");
         return;
     }
-    const node_config_t submitted = op->config; /* configure set */
+    const pep_node_config_t submitted = op->config; /* configure set */
     op->config = cur;
     if (op->kind == OP_ITEMS) {
         bool owner = strcmp(op->requester, op->owner) == 0;
-        if (!owner && cur.access == ACCESS_WHITELIST) {
+        if (!owner && cur.access == PEP_ACCESS_WHITELIST) {
             op_fail_app(op, "cancel", "not-allowed", "closed-node");
             return;
         }
@@ -567,17 +420,17 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
     }
     if (op->kind == OP_CONFIGURE_SET) {
         char conf[128];
-        node_config_t merged = cur;
+        pep_node_config_t merged = cur;
         /* Re-apply the submitted fields over the stored configuration. */
-        if (op->options_named & 1)
+        if (op->options_named & PEP_NAMED_ACCESS)
             merged.access = submitted.access;
-        if (op->options_named & 2)
+        if (op->options_named & PEP_NAMED_MAX_ITEMS)
             merged.max_items = submitted.max_items;
-        if (op->options_named & 4)
+        if (op->options_named & PEP_NAMED_PERSIST)
             merged.persist = submitted.persist;
-        if (op->options_named & 8)
+        if (op->options_named & PEP_NAMED_NOTIFY_RETRACT)
             merged.notify_retract = submitted.notify_retract;
-        config_write(&merged, conf, sizeof(conf));
+        pep_config_write(&merged, conf, sizeof(conf));
         store_data_put(op->st->store, domain, node, "pepnode", op->node, conf,
                        strlen(conf), on_deleted, op);
         return;
@@ -600,7 +453,7 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
         const char *var, *type, *value;
     } fields[] = {
         {"FORM_TYPE", "hidden", FT_NODE_CONFIG},
-        {"pubsub#access_model", "list-single", access_names[cur.access]},
+        {"pubsub#access_model", "list-single", pep_access_names[cur.access]},
         {"pubsub#max_items", "text-single", max},
         {"pubsub#persist_items", "boolean", cur.persist ? "1" : "0"},
         {"pubsub#notify_retract", "boolean", cur.notify_retract ? "1" : "0"},
@@ -621,8 +474,8 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
                 xml_node_t *ov =
                     o != NULL ? xml_element_new(t, o, NS_DATA, "value") : NULL;
                 if (ov == NULL ||
-                    xml_element_add_text(t, ov, access_names[k],
-                                         strlen(access_names[k])) < 0)
+                    xml_element_add_text(t, ov, pep_access_names[k],
+                                         strlen(pep_access_names[k])) < 0)
                     xalloc_fail(256);
             }
     }
@@ -722,7 +575,7 @@ static void on_items(void *ud, int err, const store_data_item_t *items,
         return;
     }
     bool owner = strcmp(op->requester, op->owner) == 0;
-    if (owner || op->config.access == ACCESS_OPEN) {
+    if (owner || op->config.access == PEP_ACCESS_OPEN) {
         send_items(op, items, count);
         return;
     }
@@ -777,7 +630,7 @@ static pep_op_t *op_new(module_call_t *c, op_kind_t kind, const char *node)
     op->kind = kind;
     op->node = xstrdup(node);
     op->items_kind = kind_of(node);
-    op->config = node_defaults;
+    op->config = pep_node_defaults;
     jid_format(&c->from->jid, true, op->requester, sizeof(op->requester));
     op->l = module_later_new(c);
     snprintf(op->owner, sizeof(op->owner), "%s@%s", module_later_node(op->l),
@@ -846,20 +699,22 @@ static module_result_t pubsub_set(module_call_t *c, const xml_node_t *ps)
                       item == NULL ? "item-required" : "invalid-payload");
             return MODULE_HANDLED;
         }
-        node_config_t opts = node_defaults;
+        pep_node_config_t opts = pep_node_defaults;
         unsigned named = 0;
         const xml_node_t *po =
             xml_element_child(ps, NS_PUBSUB, "publish-options");
         const xml_node_t *x =
             po != NULL ? xml_element_child(po, NS_DATA, "x") : NULL;
         if (x != NULL) {
-            form_result_t fr = form_apply(x, FT_PUBLISH_OPTS, &opts, &named);
-            if (fr != FORM_OK) {
+            pep_form_result_t fr =
+                pep_form_apply(x, FT_PUBLISH_OPTS, &opts, &named);
+            if (fr != PEP_FORM_OK) {
                 /* §7.1.5: options this service cannot meet. */
-                error_app(c, fr == FORM_WRONG_TYPE ? "modify" : "cancel",
-                          fr == FORM_WRONG_TYPE ? "bad-request" : "conflict",
-                          fr == FORM_WRONG_TYPE ? "invalid-options"
-                                                : "precondition-not-met");
+                error_app(c, fr == PEP_FORM_WRONG_TYPE ? "modify" : "cancel",
+                          fr == PEP_FORM_WRONG_TYPE ? "bad-request"
+                                                    : "conflict",
+                          fr == PEP_FORM_WRONG_TYPE ? "invalid-options"
+                                                    : "precondition-not-met");
                 return MODULE_HANDLED;
             }
         }
@@ -974,9 +829,10 @@ static module_result_t owner_iq(module_call_t *c, const xml_node_t *ps,
         return MODULE_HANDLED;
     }
     const xml_node_t *x = xml_element_child(cf, NS_DATA, "x");
-    node_config_t conf = node_defaults;
+    pep_node_config_t conf = pep_node_defaults;
     unsigned named = 0;
-    if (x == NULL || form_apply(x, FT_NODE_CONFIG, &conf, &named) != FORM_OK) {
+    if (x == NULL ||
+        pep_form_apply(x, FT_NODE_CONFIG, &conf, &named) != PEP_FORM_OK) {
         module_reply_error(c, "modify", "not-acceptable");
         return MODULE_HANDLED;
     }

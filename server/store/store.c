@@ -447,6 +447,11 @@ void store_close(store_t *s, void (*done)(void *ud), void *ud)
     pthread_mutex_unlock(&s->mu);
 }
 
+uv_loop_t *store_loop(store_t *s)
+{
+    return s->async.loop;
+}
+
 bool store_wait(uv_loop_t *loop, const bool *done)
 {
     while (!*done) {

@@ -82,6 +82,10 @@ void store_close(store_t *s, void (*done)(void *ud), void *ud);
  * the store. */
 void store_set_logger(store_t *s, const logger_t *lg);
 
+/* The loop the store answers on (a module's work that must leave it, a
+ * password hash on the thread pool, comes back to it). */
+uv_loop_t *store_loop(store_t *s);
+
 /* For command-line tools, which have nothing else to do while they wait:
  * runs the loop (UV_RUN_ONCE at a time) until *done is true, typically set
  * by the request's callback. Returns *done: false only when the loop ran

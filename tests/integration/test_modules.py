@@ -30,7 +30,8 @@ NS_DATA = 'jabber:x:data'
 DEFAULT_FEATURES = {NS_PING, NS_INFO, NS_ITEMS, NS_VERSION, NS_TIME,
                     'msgoffline', 'jabber:iq:private', 'vcard-temp', NS_LAST,
                     'urn:xmpp:blocking', 'urn:xmpp:carbons:2',
-                    'urn:xmpp:extdisco:2', 'http://jabber.org/protocol/caps'}
+                    'urn:xmpp:extdisco:2', 'http://jabber.org/protocol/caps',
+                    'jabber:iq:register'}
 
 
 def features(info):

@@ -1,6 +1,7 @@
 """Profiles and per-account storage over real sockets (issue 10):
 XEP-0049 private XML storage and XEP-0054 vcard-temp, kept in the store
-across a restart, with their size limits and their errors.
+across a restart, with their size limits and their errors; XEP-0077
+password changes by a logged-in user.
 
 Run: python3 test_profiles.py STARLINGD STARLINGCTL
 """
@@ -165,6 +166,61 @@ class Persistence(harness.ServerTestCase):
                              'Alice Liddell')
         finally:
             srv.stop()
+
+
+NS_REG = 'jabber:iq:register'
+
+
+class PasswordChange(harness.ServerTestCase):
+    """XEP-0077 §3.3 for a logged-in user; the new credentials are the
+    only ones that work afterwards, with SCRAM-SHA-1 and -SHA-256."""
+
+    def test_change(self):
+        srv = Server()
+        try:
+            a = self.login(srv)
+            r = iq(a, 'localhost', "<query xmlns='%s'/>" % NS_REG)
+            query = r.find(q(NS_REG, 'query'))
+            self.assertIsNotNone(query.find(q(NS_REG, 'registered')))
+            self.assertEqual(query.findtext(q(NS_REG, 'username')), 'alice')
+            r = iq(a, 'localhost', "<query xmlns='%s'><username>alice"
+                   "</username><password>n3w-s3cret</password></query>"
+                   % NS_REG, 'set')
+            self.assertEqual(r.get('type'), 'result')
+            for mech in ('SCRAM-SHA-1', 'SCRAM-SHA-256'):
+                self.login(srv, password='n3w-s3cret', mech=mech)
+            with self.assertRaises(harness.ProtocolError):
+                harness.login(srv, password=srv.users['alice@localhost'])
+        finally:
+            srv.stop()
+
+    def test_errors(self):
+        """Another's username, none, an empty password: bad-request, and
+        the error does not carry the request back (no password echoed);
+        the switch off: not-allowed."""
+        srv = Server()
+        off = Server(top={'register': {'allow_password_change': False}})
+        try:
+            a = self.login(srv)
+            for body in ("<username>bob</username><password>x1</password>",
+                         "<password>x1</password>",
+                         "<username>alice</username><password/>"):
+                r = iq(a, 'localhost', "<query xmlns='%s'>%s</query>"
+                       % (NS_REG, body), 'set')
+                self.assertEqual(stanza_error_condition(r),
+                                 ('modify', 'bad-request'), body)
+                self.assertIsNone(r.find(q(NS_REG, 'query')))
+            b = self.login(off)
+            r = iq(b, 'localhost', "<query xmlns='%s'><username>alice"
+                   "</username><password>x1</password></query>" % NS_REG,
+                   'set')
+            self.assertEqual(stanza_error_condition(r),
+                             ('cancel', 'not-allowed'))
+            # The old password still works there.
+            self.login(off)
+        finally:
+            srv.stop()
+            off.stop()
 
 
 if __name__ == '__main__':
