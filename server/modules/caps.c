@@ -47,6 +47,11 @@ typedef struct pending {
     struct pending *next;
     char id[32];
     char *ver;
+    /* The session of ours that announced it (told once it is known), or
+     * none (a remote entity): its JID and connection. */
+    jid_t who;
+    unsigned long conn;
+    bool local;
 } pending_t;
 
 typedef struct caps_state {
@@ -65,6 +70,29 @@ static size_t hash(const char *s)
     for (; *s != '\0'; s++)
         h = h * 33 + (unsigned char)*s;
     return h % NBUCKETS;
+}
+
+static void pending_free(pending_t *p)
+{
+    jid_clear(&p->who);
+    free(p->ver);
+    free(p);
+}
+
+/* MODULE_EV_SESSION_CAPS for session t of ours. */
+static void caps_known(module_call_t *c, route_target_t *t)
+{
+    if (!t->available)
+        return;
+    module_call_t e = {
+        .router = c->router,
+        .modules = c->modules,
+        .log = c->log,
+        .from = t,
+        .addressee = MODULE_TO_ACCOUNT,
+        .event = MODULE_EV_SESSION_CAPS,
+    };
+    module_dispatch(c->modules, MODULE_EV_SESSION_CAPS, &e);
 }
 
 static void *caps_init(const module_env_t *env, bool *ok)
@@ -98,8 +126,7 @@ static void caps_fini(void *state)
     while (st->pending != NULL) {
         pending_t *p = st->pending;
         st->pending = p->next;
-        free(p->ver);
-        free(p);
+        pending_free(p);
     }
     free(st);
 }
@@ -191,14 +218,19 @@ static void query(caps_state_t *st, module_call_t *c, const char *jid,
         pending_t **pp = &st->pending;
         while ((*pp)->next != NULL)
             pp = &(*pp)->next;
-        free((*pp)->ver);
-        free(*pp);
+        pending_free(*pp);
         *pp = NULL;
         st->npending--;
     }
     pending_t *p = xcalloc(1, sizeof(*p));
     snprintf(p->id, sizeof(p->id), "caps-%lu", ++st->next_id);
     p->ver = xstrdup(ver);
+    if (!remote) {
+        if (jid_copy(&p->who, &c->from->jid) != JID_OK)
+            xalloc_fail(sizeof(p->who));
+        p->conn = c->from->conn;
+        p->local = true;
+    }
     p->next = st->pending;
     st->pending = p;
     st->npending++;
@@ -261,11 +293,18 @@ static module_result_t on_presence(module_call_t *c)
         e->jid = xstrdup(full);
         *pp = e;
     }
-    if ((*pp)->ver == NULL || strcmp((*pp)->ver, ver) != 0) {
+    bool changed = (*pp)->ver == NULL || strcmp((*pp)->ver, ver) != 0;
+    if (changed) {
         free((*pp)->ver);
         (*pp)->ver = xstrdup(ver);
     }
-    if (ver_find(st, ver) == NULL) {
+    if (ver_find(st, ver) != NULL) {
+        /* A session already available changed its caps: tell now; an
+         * initial presence is told at SESSION_AVAILABLE, once the IM
+         * rules have made it available. */
+        if (changed && !c->from->remote)
+            caps_known(c, c->from);
+    } else {
         char domain[JID_FORMAT_BUF];
         const jid_t *ours = c->from->remote ? c->to : &c->from->jid;
         if (ours == NULL)
@@ -274,6 +313,19 @@ static module_result_t on_presence(module_call_t *c)
                  ours->domain);
         query(st, c, full, domain, node, ver, c->from->remote);
     }
+    return MODULE_PASS;
+}
+
+/* The initial presence has been handled: its caps, if known, count. */
+static module_result_t on_available(module_call_t *c)
+{
+    caps_state_t *st = c->state;
+    char full[JID_FORMAT_BUF + JID_PART_BUF];
+    if (jid_format(&c->from->jid, false, full, sizeof(full)) < 0)
+        return MODULE_PASS;
+    entity_t *e = *entity_find(st, full);
+    if (e != NULL && ver_find(st, e->ver) != NULL)
+        caps_known(c, c->from);
     return MODULE_PASS;
 }
 
@@ -328,12 +380,15 @@ static module_result_t on_iq(module_call_t *c)
         st->nvers++;
         LOG(c->log, LOG_DEBUG, c->from->conn, "caps %s: %zu features", ver,
             v->n);
+        route_target_t *t =
+            p->local ? router_find_conn(c->router, &p->who, p->conn) : NULL;
+        if (t != NULL)
+            caps_known(c, t);
     } else {
         LOG(c->log, LOG_DEBUG, c->from->conn,
             "caps %s: the answer does not match; not kept", p->ver);
     }
-    free(p->ver);
-    free(p);
+    pending_free(p);
     return MODULE_HANDLED;
 }
 
@@ -349,6 +404,7 @@ static const module_hook_t caps_hooks[] = {
     {MODULE_EV_PRESENCE_BARE, CAPS_PRIORITY, on_presence},
     {MODULE_EV_PRESENCE_FULL, CAPS_PRIORITY, on_presence},
     {MODULE_EV_SESSION_ENDED, CAPS_PRIORITY, on_ended},
+    {MODULE_EV_SESSION_AVAILABLE, CAPS_PRIORITY, on_available},
     {MODULE_EV_IQ_SERVER, CAPS_PRIORITY, on_iq},
     {0, 0, NULL},
 };

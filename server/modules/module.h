@@ -106,6 +106,11 @@ typedef enum module_event {
      * presence or after a negative one (XEP-0160 §4 delivers offline
      * messages then). Fired by server/im's presence. */
     MODULE_EV_SESSION_REACHABLE,
+    /* The XEP-0115 caps of an available session of ours are known
+     * (module_registry_entity_has() answers for it): at its presence when
+     * the ver was verified before, or once the server has verified it.
+     * Fired by the caps module (PEP sends the last items then). */
+    MODULE_EV_SESSION_CAPS,
     MODULE_EV_COUNT,
 } module_event_t;
 

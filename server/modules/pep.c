@@ -25,8 +25,10 @@
  *    module_registry_entity_has()); contacts on other servers get it at
  *    their bare JID (their server delivers headlines to every available
  *    resource).
- * Not yet: the last published item sent when a contact comes online,
- * explicit subscriptions, item-level access, pubsub#notify_delete events.
+ *  - the last item of each node a session wants, once its caps are known
+ *    (see "last items" below).
+ * Not yet: explicit subscriptions, item-level access, pubsub#notify_delete
+ * events, disco#items of an account's nodes.
  *
  * Stored: node configurations (kind "pepnode", key the node) and items
  * (kind "pep/NODE", key the item id, value the payload as serialized). */
@@ -619,6 +621,176 @@ static void on_access_roster(void *ud, int err, const store_roster_t *ros)
     free(cp);
 }
 
+/* ------------------------------------------------------------ last items
+ *
+ * XEP-0163 §4.3.4 (send_last_published_item on_sub_and_presence): once
+ * the caps of an available session of ours are known (MODULE_EV_SESSION_
+ * CAPS), it gets the last item of each node it wants (+notify) of its own
+ * account and of every local contact whose presence it may see
+ * (subscription to or both) — what the node's access model allows. The
+ * contacts come from the account's roster, their nodes and items from the
+ * store; each answer that arrives after the session has gone is dropped.
+ * Contacts on other servers send theirs themselves. */
+
+typedef struct last_job {
+    unsigned refs;
+    pep_state_t *st;
+    router_t *router;
+    const module_registry_t *reg;
+    jid_t who; /* the session, found again with conn */
+    unsigned long conn;
+    char account[JID_FORMAT_BUF];
+    char full[JID_FORMAT_BUF + JID_PART_BUF];
+} last_job_t;
+
+typedef struct last_req {
+    last_job_t *job;
+    char owner[JID_FORMAT_BUF];
+    char *node; /* items step */
+} last_req_t;
+
+static void job_unref(last_job_t *j)
+{
+    if (--j->refs > 0)
+        return;
+    jid_clear(&j->who);
+    free(j);
+}
+
+static last_req_t *last_req_new(last_job_t *j, const char *owner,
+                                const char *node)
+{
+    last_req_t *r = xcalloc(1, sizeof(*r));
+    r->job = j;
+    j->refs++;
+    snprintf(r->owner, sizeof(r->owner), "%s", owner);
+    r->node = node != NULL ? xstrdup(node) : NULL;
+    return r;
+}
+
+static void last_req_free(last_req_t *r)
+{
+    job_unref(r->job);
+    free(r->node);
+    free(r);
+}
+
+static bool split_bare(const char *bare, char *node, size_t size,
+                       const char **domain)
+{
+    const char *at = strchr(bare, '@');
+    if (at == NULL)
+        return false;
+    snprintf(node, size, "%.*s", (int)(at - bare), bare);
+    *domain = at + 1;
+    return true;
+}
+
+static void on_last_items(void *ud, int err, const store_data_item_t *items,
+                          size_t count)
+{
+    last_req_t *r = ud;
+    last_job_t *j = r->job;
+    route_target_t *t = router_find_conn(j->router, &j->who, j->conn);
+    if (err == STORE_OK && count > 0 && t != NULL && t->available) {
+        xml_node_t *its;
+        xml_tree_t *ev = event_new(j->st, r->owner, r->node, &its);
+        add_item(ev, its, NS_PUBSUB_EVENT, items[count - 1].key,
+                 items[count - 1].value, items[count - 1].len);
+        if (xml_element_set_attr(ev, ev->root, NULL, "to", j->full) < 0)
+            xalloc_fail(64);
+        route_stanza_t rs = ROUTE_STANZA(ev->root, j->router);
+        router_deliver(t, &rs);
+        route_stanza_done(&rs);
+        xml_tree_free(ev);
+    }
+    last_req_free(r);
+}
+
+static void on_last_nodes(void *ud, int err, const store_data_item_t *items,
+                          size_t count)
+{
+    last_req_t *r = ud;
+    last_job_t *j = r->job;
+    bool own = strcmp(r->owner, j->account) == 0;
+    char node[JID_FORMAT_BUF];
+    const char *domain;
+    for (size_t i = 0; err == STORE_OK && i < count &&
+                       split_bare(r->owner, node, sizeof(node), &domain);
+         i++) {
+        pep_node_config_t conf;
+        pep_config_read(items[i].value, &conf);
+        if (!own && conf.access == PEP_ACCESS_WHITELIST)
+            continue;
+        size_t n = strlen(items[i].key) + 8;
+        char *notify = xmalloc(n);
+        snprintf(notify, n, "%s+notify", items[i].key);
+        bool wants = module_registry_entity_has(j->reg, j->full, notify);
+        free(notify);
+        if (!wants)
+            continue;
+        char *kind = kind_of(items[i].key);
+        store_data_get(j->st->store, domain, node, kind, NULL, on_last_items,
+                       last_req_new(j, r->owner, items[i].key));
+        free(kind);
+    }
+    last_req_free(r);
+}
+
+static void last_owner(last_job_t *j, const char *owner)
+{
+    char node[JID_FORMAT_BUF];
+    const char *domain;
+    if (!split_bare(owner, node, sizeof(node), &domain))
+        return;
+    store_data_get(j->st->store, domain, node, "pepnode", NULL, on_last_nodes,
+                   last_req_new(j, owner, NULL));
+}
+
+static void on_last_roster(void *ud, int err, const store_roster_t *ros)
+{
+    last_job_t *j = ud;
+    last_owner(j, j->account);
+    for (size_t i = 0; err == STORE_OK && i < ros->count; i++) {
+        const store_roster_item_t *it = &ros->items[i];
+        const char *at = strchr(it->contact, '@');
+        if ((it->subscription & STORE_SUB_TO) != 0 && at != NULL &&
+            router_serves(j->router, at + 1))
+            last_owner(j, it->contact);
+    }
+    job_unref(j);
+}
+
+static module_result_t on_session_caps(module_call_t *c)
+{
+    pep_state_t *st = c->state;
+    if (st->store == NULL || c->from->remote || c->from->account == NULL)
+        return MODULE_PASS;
+    last_job_t *j = xcalloc(1, sizeof(*j));
+    j->refs = 1;
+    j->st = st;
+    j->router = c->router;
+    j->reg = c->modules;
+    if (jid_copy(&j->who, &c->from->jid) != JID_OK)
+        xalloc_fail(sizeof(j->who));
+    j->conn = c->from->conn;
+    jid_format(&c->from->jid, true, j->account, sizeof(j->account));
+    jid_format(&c->from->jid, false, j->full, sizeof(j->full));
+    char node[JID_FORMAT_BUF];
+    const char *domain;
+    if (!split_bare(j->account, node, sizeof(node), &domain)) {
+        job_unref(j);
+        return MODULE_PASS;
+    }
+    store_roster_get(st->store, domain, node, on_last_roster, j);
+    return MODULE_PASS;
+}
+
+static const module_hook_t pep_hooks[] = {
+    {MODULE_EV_SESSION_CAPS, 0, on_session_caps},
+    {0, 0, NULL},
+};
+
 /* ------------------------------------------------------------ the IQs */
 
 static pep_op_t *op_new(module_call_t *c, op_kind_t kind, const char *node)
@@ -893,6 +1065,7 @@ const module_desc_t module_pep = {
     .init = pep_init,
     .fini = pep_fini,
     .iq = pep_iq,
+    .hooks = pep_hooks,
     .account_identities = pep_identities,
     .account_features = pep_account_features,
 };

@@ -101,15 +101,18 @@ class Pep(harness.ServerTestCase):
         ver = caps_ver(feats)
         s.send("<presence><c xmlns='%s' hash='sha-1' node='urn:test' "
                "ver='%s'/></presence>" % (NS_CAPS, ver))
-        # The server asks only for a ver it does not know yet.
-        for qy in [el for el in s.drain() if el.tag == q(NS_CLIENT, 'iq')
-                   and el.get('type') == 'get']:
+        # The server asks only for a ver it does not know yet; what else
+        # came meanwhile (last items) stays for the test.
+        got = s.drain()
+        queries = [el for el in got if el.tag == q(NS_CLIENT, 'iq')
+                   and el.get('type') == 'get']
+        s.backlog.extend(el for el in got if el not in queries)
+        for qy in queries:
             s.send("<iq type='result' id='%s' to='localhost'><query "
                    "xmlns='%s' node='urn:test#%s'><identity category='client' "
                    "type='pc' name='Test'/>%s</query></iq>"
                    % (qy.get('id'), NS_INFO, ver,
                       ''.join("<feature var='%s'/>" % f for f in feats)))
-        s.drain()
         return s
 
     def test_nick_notifications_and_access(self):
@@ -233,6 +236,39 @@ class Pep(harness.ServerTestCase):
         r = alice.iq('get', items(BM))
         self.assertEqual(stanza_error_condition(r),
                          ('cancel', 'item-not-found'))
+
+    def test_last_items_at_login(self):
+        """§4.3.4: a session whose caps say NODE+notify gets, once they
+        are known, the last item of that node of its own account and of
+        contacts whose presence it sees — not of a whitelist node of
+        someone else, nothing from someone it has no subscription to. The
+        first login has its caps verified (the query is answered), the
+        second has a ver the server knows already."""
+        alice = self.session('alice@localhost', 'pub')
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>Alice</nick>" % NICK))
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>Al</nick>" % NICK,
+                                item_id='latest'))
+        alice.iq('set', publish(BM, "<conference xmlns='%s' name='R'/>" % BM,
+                                item_id='r@muc.example',
+                                options={'pubsub#access_model':
+                                         'whitelist'}))
+        for resource in ('first', 'second'):
+            bob = self.session('bob@localhost', resource, notify=[NICK, BM])
+            ev = bob.wait(is_event(NICK), 'the last nick')
+            self.assertEqual(ev.get('from'), 'alice@localhost')
+            it = ev.find('%s/%s/%s' % (q(NS_EVENT, 'event'),
+                                       q(NS_EVENT, 'items'),
+                                       q(NS_EVENT, 'item')))
+            self.assertEqual((it.get('id'), it.findtext(q(NICK, 'nick'))),
+                             ('latest', 'Al'))
+            self.assertEqual([el for el in bob.drain()
+                              if is_event(BM)(el)], [], 'whitelist')
+        own = self.session('alice@localhost', 'own', notify=[NICK, BM])
+        own.wait(is_event(BM), 'her own bookmarks')
+        own.wait(is_event(NICK), 'her own nick')
+        carol = self.session('carol@localhost', 'c', notify=[NICK])
+        self.assertEqual([el for el in carol.drain() if is_event(NICK)(el)],
+                         [], 'no subscription')
 
     def test_errors_and_disco(self):
         """Publishing to another account: forbidden; no payload:
