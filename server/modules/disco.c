@@ -185,6 +185,11 @@ static module_result_t disco_account_info(module_call_t *c,
 static module_result_t disco_account_items(module_call_t *c,
                                            const xml_node_t *query)
 {
+    /* An account's items are its PEP nodes: the pep module lists them
+     * (its handler runs next). */
+    if (module_registry_has(c->modules, "pep") &&
+        xml_element_attr(query, NULL, "node") == NULL)
+        return MODULE_PASS;
     return disco_account(c, query, true);
 }
 

@@ -27,8 +27,9 @@
  *    resource).
  *  - the last item of each node a session wants, once its caps are known
  *    (see "last items" below).
+ *  - disco#items of the account: the nodes the requester may read.
  * Not yet: explicit subscriptions, item-level access, pubsub#notify_delete
- * events, disco#items of an account's nodes.
+ * events.
  *
  * Stored: node configurations (kind "pepnode", key the node) and items
  * (kind "pep/NODE", key the item id, value the payload as serialized). */
@@ -47,6 +48,7 @@
 #define NS_PUBSUB_EVENT  "http://jabber.org/protocol/pubsub#event"
 #define NS_PUBSUB_ERRORS "http://jabber.org/protocol/pubsub#errors"
 #define NS_DATA          "jabber:x:data"
+#define NS_DISCO_ITEMS   "http://jabber.org/protocol/disco#items"
 #define MAX_NODE_LEN     512
 
 typedef struct pep_state {
@@ -1025,6 +1027,91 @@ static module_result_t owner_set(module_call_t *c, const xml_node_t *ps)
     return owner_iq(c, ps, true);
 }
 
+/* --- disco#items of the account: its nodes (XEP-0163 §9, XEP-0060
+ * §5.2), those the requester may read; an account that does not exist
+ * gets service-unavailable. --- */
+
+typedef struct nodes_req {
+    module_later_t *l;
+    pep_state_t *st;
+    bool owner;
+    bool subscribed; /* the requester may see the owner's presence */
+    char owner_jid[JID_FORMAT_BUF];
+    char requester[JID_FORMAT_BUF];
+} nodes_req_t;
+
+static void on_node_list(void *ud, int err, const store_data_item_t *items,
+                         size_t count)
+{
+    nodes_req_t *r = ud;
+    if (err != STORE_OK) {
+        module_later_error(r->l, "wait", "internal-server-error");
+        free(r);
+        return;
+    }
+    xml_tree_t *t;
+    xml_node_t *iq = module_later_result(r->l, &t);
+    xml_node_t *q =
+        iq != NULL ? xml_element_new(t, iq, NS_DISCO_ITEMS, "query") : NULL;
+    if (q == NULL)
+        xalloc_fail(256);
+    for (size_t i = 0; i < count; i++) {
+        pep_node_config_t conf;
+        pep_config_read(items[i].value, &conf);
+        bool ok = r->owner || conf.access == PEP_ACCESS_OPEN ||
+                  (conf.access == PEP_ACCESS_PRESENCE && r->subscribed);
+        if (!ok)
+            continue;
+        xml_node_t *it = xml_element_new(t, q, NS_DISCO_ITEMS, "item");
+        if (it == NULL ||
+            xml_element_set_attr(t, it, NULL, "jid", r->owner_jid) < 0 ||
+            xml_element_set_attr(t, it, NULL, "node", items[i].key) < 0)
+            xalloc_fail(256);
+    }
+    module_later_send(r->l, t);
+    free(r);
+}
+
+static void on_nodes_roster(void *ud, int err, const store_roster_t *ros)
+{
+    nodes_req_t *r = ud;
+    if (err != STORE_OK) {
+        module_later_error(r->l, "cancel",
+                           err == STORE_ERR_NOT_FOUND
+                               ? "service-unavailable"
+                               : "internal-server-error");
+        free(r);
+        return;
+    }
+    for (size_t i = 0; i < ros->count && !r->subscribed; i++)
+        r->subscribed = strcmp(ros->items[i].contact, r->requester) == 0 &&
+                        (ros->items[i].subscription & STORE_SUB_FROM) != 0;
+    store_data_get(r->st->store, module_later_domain(r->l),
+                   module_later_node(r->l), "pepnode", NULL, on_node_list, r);
+}
+
+static module_result_t pep_disco_items(module_call_t *c, const xml_node_t *q)
+{
+    pep_state_t *st = c->state;
+    if (st->store == NULL || xml_element_attr(q, NULL, "node") != NULL)
+        return MODULE_PASS;
+    nodes_req_t *r = xcalloc(1, sizeof(*r));
+    r->st = st;
+    r->l = module_later_new(c);
+    r->owner = c->addressee == MODULE_TO_ACCOUNT;
+    snprintf(r->owner_jid, sizeof(r->owner_jid), "%s@%s",
+             module_later_node(r->l), module_later_domain(r->l));
+    jid_format(&c->from->jid, true, r->requester, sizeof(r->requester));
+    if (r->owner)
+        store_data_get(st->store, module_later_domain(r->l),
+                       module_later_node(r->l), "pepnode", NULL, on_node_list,
+                       r);
+    else
+        store_roster_get(st->store, module_later_domain(r->l),
+                         module_later_node(r->l), on_nodes_roster, r);
+    return MODULE_HANDLED;
+}
+
 #define TO_ACCOUNTS                                                            \
     (MODULE_TO_BIT(MODULE_TO_ACCOUNT) | MODULE_TO_BIT(MODULE_TO_BARE))
 
@@ -1033,6 +1120,7 @@ static const module_iq_handler_t pep_iq[] = {
     {MODULE_IQ_SET, NS_PUBSUB, TO_ACCOUNTS, pubsub_set},
     {MODULE_IQ_GET, NS_PUBSUB_OWNER, TO_ACCOUNTS, owner_get},
     {MODULE_IQ_SET, NS_PUBSUB_OWNER, TO_ACCOUNTS, owner_set},
+    {MODULE_IQ_GET, NS_DISCO_ITEMS, TO_ACCOUNTS, pep_disco_items},
     {0, NULL, 0, NULL},
 };
 

@@ -25,6 +25,7 @@ NS_OWNER = NS_PS + '#owner'
 NS_EVENT = NS_PS + '#event'
 NS_ERR = NS_PS + '#errors'
 NS_INFO = 'http://jabber.org/protocol/disco#info'
+NS_ITEMS = 'http://jabber.org/protocol/disco#items'
 NS_CAPS = 'http://jabber.org/protocol/caps'
 NS_DATA = 'jabber:x:data'
 NICK = 'http://jabber.org/protocol/nick'
@@ -295,6 +296,25 @@ class Pep(harness.ServerTestCase):
         self.assertIn(('pubsub', 'pep'), ids)
         feats = {f.get('var') for f in query.findall(q(NS_INFO, 'feature'))}
         self.assertIn(NS_PS + '#publish-options', feats)
+        # disco#items of an account: the nodes the requester may read.
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>A</nick>" % NICK))
+        alice.iq('set', publish(BM, "<conference xmlns='%s'/>" % BM,
+                                item_id='r@muc.example',
+                                options={'pubsub#access_model': 'whitelist'}))
+        bob = self.session('bob@localhost', 'e')
+        carol = self.session('carol@localhost', 'e')
+        for s, to, want in ((alice, None, {NICK, BM}),
+                            (bob, 'alice@localhost', {NICK}),
+                            (carol, 'alice@localhost', set())):
+            r = s.iq('get', "<query xmlns='%s'/>" % NS_ITEMS, to=to)
+            its = r.find(q(NS_ITEMS, 'query')).findall(q(NS_ITEMS, 'item'))
+            self.assertEqual({i.get('node') for i in its}, want, s.jid)
+            self.assertEqual({i.get('jid') for i in its},
+                             {'alice@localhost'} if want else set())
+        r = bob.iq('get', "<query xmlns='%s'/>" % NS_ITEMS,
+                   to='nobody@localhost')
+        self.assertEqual(stanza_error_condition(r),
+                         ('cancel', 'service-unavailable'))
 
 
 if __name__ == '__main__':
