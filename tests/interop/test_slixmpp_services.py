@@ -18,7 +18,8 @@
   - xep_0163 with xep_0172 and xep_0084: bob's verified caps bring him
     alice's published nickname; her avatar data is there to fetch;
   - xep_0012: the server's uptime, and 0 for alice (online) asked by bob
-    (who may see her presence).
+    (who may see her presence);
+  - xep_0077: bob changes his password; only the new one logs in then.
 
 alice and bob have a subscription both (starlingctl).
 
@@ -47,7 +48,7 @@ class ServiceBot(Bot):
         super().__init__(jid, password)
         for p in ('xep_0030', 'xep_0115', 'xep_0199', 'xep_0054', 'xep_0049',
                   'xep_0048', 'xep_0191', 'xep_0280', 'xep_0012', 'xep_0163',
-                  'xep_0172', 'xep_0084'):
+                  'xep_0172', 'xep_0084', 'xep_0077'):
             self.register_plugin(p)
         self.carbons = []
         self.nicks = []
@@ -95,6 +96,12 @@ class SlixmppServices(im_test.SlixmppIM):
 
     def test_services(self):
         self.run_scenario(self.scenario())
+        # xep_0077 (last step): bob's new password is the one that works.
+        c = harness.login(self.srv, 'bob@localhost', password='b0b-n3w')
+        c.close()
+        with self.assertRaises(harness.ProtocolError):
+            harness.login(self.srv, 'bob@localhost',
+                          password=self.srv.users['bob@localhost'])
 
     async def scenario(self):
         a1 = await self.login('alice', 'a1')
@@ -210,6 +217,10 @@ class SlixmppServices(im_test.SlixmppIM):
         last = await bob['xep_0012'].get_last_activity(
             slixmpp.JID('alice@localhost'), timeout=STEP)
         self.assertEqual(last['last_activity']['seconds'], 0)
+
+        # xep_0077: bob changes his password in-band.
+        await bob['xep_0077'].change_password('b0b-n3w', jid='localhost',
+                                              timeout=STEP)
 
 
 if __name__ == '__main__':
