@@ -28,6 +28,10 @@
  *  - the last item of each node a session wants, once its caps are known
  *    (see "last items" below).
  *  - disco#items of the account: the nodes the requester may read.
+ *  - XEP-0411: the node storage:bookmarks (XEP-0048 in PEP) and the
+ *    private-storage document of that namespace are kept the same: a
+ *    publish here writes both (private.c does the same the other way),
+ *    and the node is created whitelist.
  * Not yet: explicit subscriptions, item-level access, pubsub#notify_delete
  * events.
  *
@@ -49,7 +53,9 @@
 #define NS_PUBSUB_ERRORS "http://jabber.org/protocol/pubsub#errors"
 #define NS_DATA          "jabber:x:data"
 #define NS_DISCO_ITEMS   "http://jabber.org/protocol/disco#items"
-#define MAX_NODE_LEN     512
+/* XEP-0048 bookmarks, kept the same in PEP and private storage (XEP-0411). */
+#define NS_LEGACY_BOOKMARKS "storage:bookmarks"
+#define MAX_NODE_LEN        512
 
 typedef struct pep_state {
     store_t *store;
@@ -333,12 +339,23 @@ static void store_item(pep_op_t *op)
     char node[JID_FORMAT_BUF];
     const char *domain;
     owner_parts(op, node, sizeof(node), &domain);
+    bool legacy_bm = strcmp(op->node, NS_LEGACY_BOOKMARKS) == 0;
     if (!op->exists) {
         char conf[128];
+        /* XEP-0048 bookmarks in PEP are private, whatever a client forgot
+         * to ask for. */
+        if (legacy_bm && !(op->options_named & PEP_NAMED_ACCESS))
+            op->config.access = PEP_ACCESS_WHITELIST;
         pep_config_write(&op->config, conf, sizeof(conf));
         store_data_put(op->st->store, domain, node, "pepnode", op->node, conf,
                        strlen(conf), NULL, NULL);
     }
+    /* XEP-0411: what legacy clients read from private storage is the
+     * same document. */
+    if (legacy_bm)
+        store_data_put(op->st->store, domain, node, "private",
+                       NS_LEGACY_BOOKMARKS, op->payload, op->payload_len, NULL,
+                       NULL);
     store_data_put(op->st->store, domain, node, op->items_kind, op->item_id,
                    op->payload, op->payload_len, on_item_stored, op);
 }
@@ -1144,6 +1161,7 @@ static const char *const pep_account_features[] = {
     NS_PUBSUB "#publish-options",
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#retrieve-items",
+    "urn:xmpp:bookmarks-conversion:0", /* XEP-0411, with private.c */
     NULL,
 };
 

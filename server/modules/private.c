@@ -17,7 +17,9 @@
 #include "base/xalloc.h"
 #include "modules/modules.h"
 
-#define NS_PRIVATE "jabber:iq:private"
+#define NS_PRIVATE   "jabber:iq:private"
+#define NS_BOOKMARKS "storage:bookmarks"
+#define NS_EVENT     "http://jabber.org/protocol/pubsub#event"
 
 typedef struct private_settings {
     unsigned max_size;
@@ -108,7 +110,50 @@ typedef struct set_req {
     module_later_t *l;
     unsigned pending;
     bool failed;
+    /* XEP-0411: bookmarks written here are also the PEP node's item; its
+     * notification goes out once stored. */
+    router_t *router;
+    const module_registry_t *reg;
+    char owner[JID_FORMAT_BUF];
+    char *bookmarks; /* the <storage/> as serialized, or NULL */
+    size_t bookmarks_len;
 } set_req_t;
+
+/* The PEP notification of the converted bookmarks (XEP-0411 §3) to the
+ * account's resources that want it: the node is the account's alone. */
+static void notify_bookmarks(set_req_t *r)
+{
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *m =
+        t != NULL ? xml_element_new(t, NULL, XML_NS_CLIENT, "message") : NULL;
+    xml_node_t *ev =
+        m != NULL ? xml_element_new(t, m, NS_EVENT, "event") : NULL;
+    xml_node_t *its =
+        ev != NULL ? xml_element_new(t, ev, NS_EVENT, "items") : NULL;
+    xml_node_t *it =
+        its != NULL ? xml_element_new(t, its, NS_EVENT, "item") : NULL;
+    if (it == NULL ||
+        xml_element_set_attr(t, m, NULL, "type", "headline") < 0 ||
+        xml_element_set_attr(t, m, NULL, "from", r->owner) < 0 ||
+        xml_element_set_attr(t, its, NULL, "node", NS_BOOKMARKS) < 0 ||
+        xml_element_set_attr(t, it, NULL, "id", "current") < 0 ||
+        module_parse_into(t, it, r->bookmarks, r->bookmarks_len) < 0)
+        xalloc_fail(256);
+    for (route_target_t *res = router_resources_bare(r->router, r->owner);
+         res != NULL; res = res->next_resource) {
+        char full[JID_FORMAT_BUF + JID_PART_BUF];
+        if (!res->available ||
+            jid_format(&res->jid, false, full, sizeof(full)) < 0 ||
+            !module_registry_entity_has(r->reg, full, NS_BOOKMARKS "+notify"))
+            continue;
+        if (xml_element_set_attr(t, m, NULL, "to", full) < 0)
+            xalloc_fail(64);
+        route_stanza_t rs = ROUTE_STANZA(m, r->router);
+        router_deliver(res, &rs);
+        route_stanza_done(&rs);
+    }
+    xml_tree_free(t);
+}
 
 static void on_put(void *ud, int err)
 {
@@ -124,7 +169,10 @@ static void on_put(void *ud, int err)
         if (module_later_result(r->l, &t) == NULL)
             xalloc_fail(256);
         module_later_send(r->l, t);
+        if (r->bookmarks != NULL)
+            notify_bookmarks(r);
     }
+    free(r->bookmarks);
     free(r);
 }
 
@@ -188,11 +236,32 @@ static module_result_t private_set(module_call_t *c, const xml_node_t *q)
     }
     set_req_t *r = xcalloc(1, sizeof(*r));
     r->l = module_later_new(c);
+    r->router = c->router;
+    r->reg = c->modules;
+    snprintf(r->owner, sizeof(r->owner), "%s@%s", module_later_node(r->l),
+             module_later_domain(r->l));
     r->pending = (unsigned)n;
     for (size_t i = 0; i < n; i++) {
-        store_data_put(store, module_later_domain(r->l),
-                       module_later_node(r->l), "private", nss[i], docs[i].data,
+        const char *domain = module_later_domain(r->l);
+        const char *node = module_later_node(r->l);
+        store_data_put(store, domain, node, "private", nss[i], docs[i].data,
                        docs[i].len, on_put, r);
+        /* XEP-0411: the same bookmarks are the PEP node's one item, on a
+         * node only the account may read. */
+        if (strcmp(nss[i], NS_BOOKMARKS) == 0 &&
+            module_registry_has(c->modules, "pep")) {
+            static const char conf[] = "access=whitelist max_items=1 "
+                                       "persist=1 notify_retract=1";
+            r->pending += 2;
+            store_data_put(store, domain, node, "pepnode", NS_BOOKMARKS, conf,
+                           sizeof(conf) - 1, on_put, r);
+            store_data_put(store, domain, node, "pep/" NS_BOOKMARKS, "current",
+                           docs[i].data, docs[i].len, on_put, r);
+            r->bookmarks = xmalloc(docs[i].len + 1);
+            memcpy(r->bookmarks, docs[i].data, docs[i].len);
+            r->bookmarks[docs[i].len] = '\0';
+            r->bookmarks_len = docs[i].len;
+        }
         buf_free(&docs[i]);
     }
     return MODULE_HANDLED;

@@ -271,6 +271,45 @@ class Pep(harness.ServerTestCase):
         self.assertEqual([el for el in carol.drain() if is_event(NICK)(el)],
                          [], 'no subscription')
 
+    def test_legacy_bookmarks_conversion(self):
+        """XEP-0411: bookmarks a legacy client keeps in private storage
+        are the PEP node storage:bookmarks (a notification to the
+        resources that want it; whitelist: bob may not read it), and
+        bookmarks published there are what private storage returns."""
+        LEG = 'storage:bookmarks'
+        pep_client = self.session('alice@localhost', 'modern', notify=[LEG])
+        legacy = self.session('alice@localhost', 'legacy')
+        r = legacy.iq('set', "<query xmlns='jabber:iq:private'><storage "
+                      "xmlns='%s'><conference jid='a@muc.example' "
+                      "name='A' autojoin='true'><nick>al</nick></conference>"
+                      "</storage></query>" % LEG)
+        self.assertEqual(r.get('type'), 'result')
+        ev = pep_client.wait(is_event(LEG), 'the converted bookmarks')
+        conf = ev.find('%s/%s/%s/%s/%s' % (
+            q(NS_EVENT, 'event'), q(NS_EVENT, 'items'), q(NS_EVENT, 'item'),
+            q(LEG, 'storage'), q(LEG, 'conference')))
+        self.assertEqual(conf.get('jid'), 'a@muc.example')
+        r = pep_client.iq('get', items(LEG))
+        [(iid, storage)] = got_items(r)
+        self.assertEqual(storage.find(q(LEG, 'conference')).get('name'), 'A')
+        bob = self.session('bob@localhost', 'leg')
+        r = bob.iq('get', items(LEG), to='alice@localhost')
+        self.assertEqual(app_error(r), ['closed-node'])
+        # The other way: a PEP publish is what private storage returns.
+        r = pep_client.iq('set', publish(
+            LEG, "<storage xmlns='%s'><conference jid='b@muc.example' "
+            "name='B'/></storage>" % LEG, item_id='current'))
+        self.assertEqual(r.get('type'), 'result')
+        r = legacy.iq('get', "<query xmlns='jabber:iq:private'><storage "
+                      "xmlns='%s'/></query>" % LEG)
+        confs = r.findall('%s/%s/%s' % (q('jabber:iq:private', 'query'),
+                                        q(LEG, 'storage'), q(LEG, 'conference')))
+        self.assertEqual([c.get('jid') for c in confs], ['b@muc.example'])
+        r = legacy.iq('get', "<query xmlns='%s'/>" % NS_INFO,
+                      to='alice@localhost')
+        self.assertIn('urn:xmpp:bookmarks-conversion:0',
+                      {f.get('var') for f in r.iter(q(NS_INFO, 'feature'))})
+
     def test_errors_and_disco(self):
         """Publishing to another account: forbidden; no payload:
         bad-request + item-required / invalid-payload; no node:
