@@ -23,6 +23,7 @@ static const module_desc_t *const all[] = {
     &module_caps,              /* XEP-0115 */
     &module_pep,               /* XEP-0163 */
     &module_register,          /* XEP-0077 (password changes) */
+    &module_avatar,            /* XEP-0398, XEP-0153 */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

@@ -310,6 +310,67 @@ class Pep(harness.ServerTestCase):
         self.assertIn('urn:xmpp:bookmarks-conversion:0',
                       {f.get('var') for f in r.iter(q(NS_INFO, 'feature'))})
 
+    def test_avatar_conversion(self):
+        """XEP-0398: alice's XEP-0084 avatar becomes her vCard's PHOTO
+        (bob reads it), and its SHA-1 is added to her presence (XEP-0153)
+        unless she says "none" herself; after a restart too. carol's
+        vCard PHOTO gives her directed presence the hash as well."""
+        png = b'\x89PNG\r\n\x1a\n' + bytes(range(200))
+        sha = hashlib.sha1(png).hexdigest()
+        b64 = base64.b64encode(png).decode()
+        bob = self.session('bob@localhost', 'av')
+        alice = self.session('alice@localhost', 'av')
+        alice.iq('set', publish('urn:xmpp:avatar:data',
+                                "<data xmlns='urn:xmpp:avatar:data'>%s</data>"
+                                % b64, item_id=sha))
+        r = alice.iq('set', publish(
+            'urn:xmpp:avatar:metadata',
+            "<metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' "
+            "id='%s' type='image/png' height='1' width='1'/></metadata>"
+            % (len(png), sha), item_id=sha))
+        self.assertEqual(r.get('type'), 'result')
+        r = bob.iq('get', "<vCard xmlns='vcard-temp'/>", to='alice@localhost')
+        photo = r.find('{vcard-temp}vCard/{vcard-temp}PHOTO')
+        self.assertEqual(photo.findtext('{vcard-temp}TYPE'), 'image/png')
+        self.assertEqual(base64.b64decode(photo.findtext('{vcard-temp}BINVAL')),
+                         png)
+        UPD = '{vcard-temp:x:update}'
+
+        def photo_of(p):
+            return p.findtext('%sx/%sphoto' % (UPD, UPD))
+        bob.drain()
+        alice.send('<presence><status>with avatar</status></presence>')
+        p = bob.wait(lambda el: el.get('from') == 'alice@localhost/av' and
+                     el.findtext(q(NS_CLIENT, 'status')) == 'with avatar',
+                     'her presence')
+        self.assertEqual(photo_of(p), sha)
+        alice.send("<presence><status>none</status><x xmlns='vcard-temp:x:"
+                   "update'><photo/></x></presence>")
+        p = bob.wait(lambda el: el.findtext(q(NS_CLIENT, 'status')) == 'none',
+                     'her presence without')
+        self.assertEqual(photo_of(p), '')  # her empty <photo/>, kept
+        # After a restart, from the store, at the first presence.
+        for s in (alice, bob):
+            s.c.close()
+        self.srv.stop()
+        self.srv.start()
+        bob = self.session('bob@localhost', 'av2')
+        alice = self.session('alice@localhost', 'av2')
+        p = bob.wait(lambda el: el.get('from') == 'alice@localhost/av2',
+                     'her presence after the restart')
+        self.assertEqual(photo_of(p), sha)
+        # A vCard PHOTO set directly.
+        carol = self.session('carol@localhost', 'av')
+        carol.iq('set', "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png"
+                 "</TYPE><BINVAL>%s</BINVAL></PHOTO></vCard>" % b64)
+        carol.send("<presence to='bob@localhost'/>")
+        p = bob.wait(lambda el: el.get('from') == 'carol@localhost/av',
+                     "carol's directed presence")
+        self.assertEqual(photo_of(p), sha)
+        r = bob.iq('get', "<query xmlns='%s'/>" % NS_INFO, to='alice@localhost')
+        self.assertIn('urn:xmpp:pep-vcard-conversion:0',
+                      {f.get('var') for f in r.iter(q(NS_INFO, 'feature'))})
+
     def test_errors_and_disco(self):
         """Publishing to another account: forbidden; no payload:
         bad-request + item-required / invalid-payload; no node:
