@@ -42,17 +42,9 @@ typedef struct avatar_state {
     hash_entry_t *buckets[NBUCKETS];
 } avatar_state_t;
 
-static size_t bucket(const char *s)
-{
-    size_t h = 5381;
-    for (; *s != '\0'; s++)
-        h = h * 33 + (unsigned char)*s;
-    return h % NBUCKETS;
-}
-
 static hash_entry_t *entry_find(avatar_state_t *st, const char *bare)
 {
-    hash_entry_t *e = st->buckets[bucket(bare)];
+    hash_entry_t *e = st->buckets[module_str_hash(bare) % NBUCKETS];
     while (e != NULL && strcmp(e->bare, bare) != 0)
         e = e->next;
     return e;
@@ -64,7 +56,7 @@ static hash_entry_t *entry_get(avatar_state_t *st, const char *bare)
     if (e == NULL) {
         e = xcalloc(1, sizeof(*e));
         e->bare = xstrdup(bare);
-        size_t b = bucket(bare);
+        size_t b = module_str_hash(bare) % NBUCKETS;
         e->next = st->buckets[b];
         st->buckets[b] = e;
     }
@@ -92,17 +84,6 @@ static void avatar_fini(void *state)
     free(st);
 }
 
-static bool split(const char *bare, char *node, size_t size,
-                  const char **domain)
-{
-    const char *at = strchr(bare, '@');
-    if (at == NULL)
-        return false;
-    snprintf(node, size, "%.*s", (int)(at - bare), bare);
-    *domain = at + 1;
-    return true;
-}
-
 /* Records the account's avatar hash, in memory and in the store. */
 static void set_hash(avatar_state_t *st, const char *bare, const char *hash)
 {
@@ -110,7 +91,8 @@ static void set_hash(avatar_state_t *st, const char *bare, const char *hash)
     snprintf(e->hash, sizeof(e->hash), "%s", hash);
     char node[JID_FORMAT_BUF];
     const char *domain;
-    if (st->store != NULL && split(bare, node, sizeof(node), &domain))
+    if (st->store != NULL &&
+        module_split_bare(bare, node, sizeof(node), &domain))
         store_data_put(st->store, domain, node, "avatar", "", hash,
                        strlen(hash), NULL, NULL);
 }
@@ -184,7 +166,7 @@ static module_result_t on_bound(module_call_t *c)
     if (st->store == NULL ||
         jid_format(&c->from->jid, true, bare, sizeof(bare)) < 0 ||
         entry_find(st, bare) != NULL ||
-        !split(bare, node, sizeof(node), &domain))
+        !module_split_bare(bare, node, sizeof(node), &domain))
         return MODULE_PASS;
     load_req_t *r = xcalloc(1, sizeof(*r));
     r->st = st;
@@ -312,7 +294,7 @@ static void on_vcard(void *ud, int err, const store_data_item_t *items,
     buf_t b = BUF_INIT;
     if (xml_serialize(nv, NULL, &b) != 0)
         xalloc_fail(64);
-    if (split(r->bare, node, sizeof(node), &domain))
+    if (module_split_bare(r->bare, node, sizeof(node), &domain))
         store_data_put(r->st->store, domain, node, "vcard", "", b.data, b.len,
                        NULL, NULL);
     buf_free(&b);
@@ -347,7 +329,7 @@ static void on_data(void *ud, int err, const store_data_item_t *items,
     free(data);
     /* §3: the data must hash to the id it is published under. */
     if (hash[0] == '\0' || strcmp(hash, r->id) != 0 ||
-        !split(r->bare, node, sizeof(node), &domain)) {
+        !module_split_bare(r->bare, node, sizeof(node), &domain)) {
         xml_tree_free(t);
         convert_free(r);
         return;
@@ -370,7 +352,7 @@ static void metadata_published(avatar_state_t *st, const char *bare,
             continue;
         char node[JID_FORMAT_BUF];
         const char *domain;
-        if (!split(bare, node, sizeof(node), &domain))
+        if (!module_split_bare(bare, node, sizeof(node), &domain))
             return;
         convert_req_t *r = xcalloc(1, sizeof(*r));
         r->st = st;

@@ -62,19 +62,11 @@ typedef struct block_state {
     unsigned long next_id;
 } block_state_t;
 
-static size_t hash(const char *s)
-{
-    size_t h = 5381;
-    for (; *s != '\0'; s++)
-        h = h * 33 + (unsigned char)*s;
-    return h % NBUCKETS;
-}
-
 static block_list_t *list_find(block_state_t *st, const char *owner)
 {
     if (st->lists == 0)
         return NULL;
-    block_list_t *l = st->buckets[hash(owner)];
+    block_list_t *l = st->buckets[module_str_hash(owner) % NBUCKETS];
     while (l != NULL && strcmp(l->owner, owner) != 0)
         l = l->next;
     return l;
@@ -87,7 +79,7 @@ static block_list_t *list_get(block_state_t *st, const char *owner)
         return l;
     l = xcalloc(1, sizeof(*l));
     l->owner = xstrdup(owner);
-    size_t h = hash(owner);
+    size_t h = module_str_hash(owner) % NBUCKETS;
     l->next = st->buckets[h];
     st->buckets[h] = l;
     st->lists++;

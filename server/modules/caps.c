@@ -64,14 +64,6 @@ typedef struct caps_state {
     unsigned long next_id;
 } caps_state_t;
 
-static size_t hash(const char *s)
-{
-    size_t h = 5381;
-    for (; *s != '\0'; s++)
-        h = h * 33 + (unsigned char)*s;
-    return h % NBUCKETS;
-}
-
 static void pending_free(pending_t *p)
 {
     jid_clear(&p->who);
@@ -161,7 +153,7 @@ static int caps_offer(stream_t *s, const stream_feature_t *f, buf_t *out)
 
 static ver_entry_t *ver_find(caps_state_t *st, const char *ver)
 {
-    ver_entry_t *v = st->vers[hash(ver)];
+    ver_entry_t *v = st->vers[module_str_hash(ver) % NBUCKETS];
     while (v != NULL && strcmp(v->ver, ver) != 0)
         v = v->next;
     return v;
@@ -169,7 +161,7 @@ static ver_entry_t *ver_find(caps_state_t *st, const char *ver)
 
 static entity_t **entity_find(caps_state_t *st, const char *jid)
 {
-    entity_t **pp = &st->entities[hash(jid)];
+    entity_t **pp = &st->entities[module_str_hash(jid) % NBUCKETS];
     while (*pp != NULL && strcmp((*pp)->jid, jid) != 0)
         pp = &(*pp)->next;
     return pp;
@@ -374,7 +366,7 @@ static module_result_t on_iq(module_call_t *c)
         }
         if (v->n > 1)
             qsort(v->features, v->n, sizeof(*v->features), cmp_str);
-        size_t h = hash(ver);
+        size_t h = module_str_hash(ver) % NBUCKETS;
         v->next = st->vers[h];
         st->vers[h] = v;
         st->nvers++;

@@ -740,3 +740,22 @@ void module_later_error_app(module_later_t *l, const char *type,
         xalloc_fail(256);
     module_later_send(l, t);
 }
+
+size_t module_str_hash(const char *s)
+{
+    size_t h = 5381;
+    for (; *s != '\0'; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h;
+}
+
+bool module_split_bare(const char *bare, char *node, size_t size,
+                       const char **domain)
+{
+    const char *at = strchr(bare, '@');
+    if (at == NULL)
+        return false;
+    snprintf(node, size, "%.*s", (int)(at - bare), bare);
+    *domain = at + 1;
+    return true;
+}

@@ -287,6 +287,13 @@ int module_registry_server_info(const module_registry_t *reg, xml_tree_t *t,
  * without FORM_TYPE, duplicate identities or features, §5.4). */
 int module_caps_ver(const xml_node_t *query, char *out, size_t size);
 
+/* Small helpers modules share. A string hash for their tables (djb2),
+ * and "node@domain" split into its node (copied into node, size bytes)
+ * and domain (pointing into bare); false when bare has no '@'. */
+size_t module_str_hash(const char *s);
+bool module_split_bare(const char *bare, char *node, size_t size,
+                       const char **domain);
+
 /* Whether any enabled module says `from` -> `to` is blocked. */
 bool module_registry_blocked(const module_registry_t *reg, const char *from,
                              const jid_t *to);

@@ -694,17 +694,6 @@ static void last_req_free(last_req_t *r)
     free(r);
 }
 
-static bool split_bare(const char *bare, char *node, size_t size,
-                       const char **domain)
-{
-    const char *at = strchr(bare, '@');
-    if (at == NULL)
-        return false;
-    snprintf(node, size, "%.*s", (int)(at - bare), bare);
-    *domain = at + 1;
-    return true;
-}
-
 static void on_last_items(void *ud, int err, const store_data_item_t *items,
                           size_t count)
 {
@@ -735,7 +724,7 @@ static void on_last_nodes(void *ud, int err, const store_data_item_t *items,
     char node[JID_FORMAT_BUF];
     const char *domain;
     for (size_t i = 0; err == STORE_OK && i < count &&
-                       split_bare(r->owner, node, sizeof(node), &domain);
+                       module_split_bare(r->owner, node, sizeof(node), &domain);
          i++) {
         pep_node_config_t conf;
         pep_config_read(items[i].value, &conf);
@@ -760,7 +749,7 @@ static void last_owner(last_job_t *j, const char *owner)
 {
     char node[JID_FORMAT_BUF];
     const char *domain;
-    if (!split_bare(owner, node, sizeof(node), &domain))
+    if (!module_split_bare(owner, node, sizeof(node), &domain))
         return;
     store_data_get(j->st->store, domain, node, "pepnode", NULL, on_last_nodes,
                    last_req_new(j, owner, NULL));
@@ -797,7 +786,7 @@ static module_result_t on_session_caps(module_call_t *c)
     jid_format(&c->from->jid, false, j->full, sizeof(j->full));
     char node[JID_FORMAT_BUF];
     const char *domain;
-    if (!split_bare(j->account, node, sizeof(node), &domain)) {
+    if (!module_split_bare(j->account, node, sizeof(node), &domain)) {
         job_unref(j);
         return MODULE_PASS;
     }
