@@ -500,3 +500,18 @@ void store_submit(store_t *s, store_req_t *r)
     if (direct && !s->handle_closing)
         uv_async_send(&s->async);
 }
+
+void store_txn_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes)
+{
+    (void)changes;
+    if (err != STORE_OK)
+        store_txn_rollback(c, r, err);
+    else
+        store_txn_commit(c, r);
+}
+
+void store_exec_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes)
+{
+    (void)changes;
+    store_req_finish(c, r, err);
+}

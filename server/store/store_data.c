@@ -118,16 +118,6 @@ static void data_deliver_done(store_req_t *base)
 
 /* --- put: BEGIN (write), the account exists, INSERT OR REPLACE, COMMIT */
 
-static void data_put_written(store_req_t *base, store_conn_t *c, int err,
-                             uint64_t changes)
-{
-    (void)changes;
-    if (err != STORE_OK)
-        store_txn_rollback(c, base, err);
-    else
-        store_txn_commit(c, base);
-}
-
 static void data_exists_row(store_req_t *base, const store_value_t *col,
                             size_t n)
 {
@@ -151,7 +141,7 @@ static void data_put_checked(store_req_t *base, store_conn_t *c, int err,
         STORE_V_TEXT(r->domain),        STORE_V_TEXT(r->node),
         STORE_V_TEXT(r->kind),          STORE_V_TEXT(r->key),
         STORE_V_BLOB(r->value, r->len), STORE_V_INT(time(NULL))};
-    store_exec(c, base, &stmt_data_put, p, 6, NULL, data_put_written);
+    store_exec(c, base, &stmt_data_put, p, 6, NULL, store_txn_end);
 }
 
 static void data_put_begun(store_req_t *base, store_conn_t *c, int err,
@@ -313,13 +303,6 @@ void store_data_all(store_t *s, const char *kind, store_data_cb cb, void *ud)
 
 /* --- delete --- */
 
-static void data_delete_done(store_req_t *base, store_conn_t *c, int err,
-                             uint64_t changes)
-{
-    (void)changes;
-    store_req_finish(c, base, err);
-}
-
 static void data_delete_run(store_req_t *base, store_conn_t *c)
 {
     data_req_t *r = (data_req_t *)base;
@@ -327,11 +310,9 @@ static void data_delete_run(store_req_t *base, store_conn_t *c)
         STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node), STORE_V_TEXT(r->kind),
         r->key != NULL ? STORE_V_TEXT(r->key) : STORE_V_NULL()};
     if (r->key != NULL)
-        store_exec(c, base, &stmt_data_delete_one, p, 4, NULL,
-                   data_delete_done);
+        store_exec(c, base, &stmt_data_delete_one, p, 4, NULL, store_exec_end);
     else
-        store_exec(c, base, &stmt_data_delete_kind, p, 3, NULL,
-                   data_delete_done);
+        store_exec(c, base, &stmt_data_delete_kind, p, 3, NULL, store_exec_end);
 }
 
 static const store_op_t data_delete_op = {"data delete", data_delete_run,

@@ -145,6 +145,13 @@ void store_txn_commit(store_conn_t *c, store_req_t *r);
  * an answer such as STORE_ERR_NOT_FOUND, not only a failure). */
 void store_txn_rollback(store_conn_t *c, store_req_t *r, int err);
 
+/* Completions (store_exec_cb) that end a request the usual ways: with
+ * COMMIT when the statement succeeded, else ROLLBACK with its error
+ * (store_txn_end, the last statement of a transaction); or with the
+ * statement's own result (store_exec_end, a request of one statement). */
+void store_txn_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes);
+void store_exec_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes);
+
 /* Logs through the store's logger, with a "store: " prefix; any thread. */
 void store_conn_log(store_conn_t *c, log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

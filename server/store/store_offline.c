@@ -116,16 +116,6 @@ static void offline_deliver_done(store_req_t *base)
  * for the last message), the account exists and has room, INSERT, COMMIT.
  * The callback runs after the COMMIT, as every deliver does. */
 
-static void offline_put_inserted(store_req_t *base, store_conn_t *c, int err,
-                                 uint64_t changes)
-{
-    (void)changes;
-    if (err != STORE_OK)
-        store_txn_rollback(c, base, err);
-    else
-        store_txn_commit(c, base);
-}
-
 static void offline_room_row(store_req_t *base, const store_value_t *col,
                              size_t n)
 {
@@ -158,7 +148,7 @@ static void offline_put_room_done(store_req_t *base, store_conn_t *c, int err,
     store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node),
                          STORE_V_BLOB(r->stanza, r->len),
                          STORE_V_INT(time(NULL))};
-    store_exec(c, base, &stmt_offline_insert, p, 4, NULL, offline_put_inserted);
+    store_exec(c, base, &stmt_offline_insert, p, 4, NULL, store_txn_end);
 }
 
 static void offline_put_begun(store_req_t *base, store_conn_t *c, int err,
@@ -280,19 +270,12 @@ void store_offline_get(store_t *s, const char *domain, const char *node,
 
 /* --- delete --- */
 
-static void offline_delete_done(store_req_t *base, store_conn_t *c, int err,
-                                uint64_t changes)
-{
-    (void)changes;
-    store_req_finish(c, base, err);
-}
-
 static void offline_delete_run(store_req_t *base, store_conn_t *c)
 {
     offline_req_t *r = (offline_req_t *)base;
     store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node),
                          STORE_V_INT(r->up_to)};
-    store_exec(c, base, &stmt_offline_delete, p, 3, NULL, offline_delete_done);
+    store_exec(c, base, &stmt_offline_delete, p, 3, NULL, store_exec_end);
 }
 
 static const store_op_t offline_delete_op = {

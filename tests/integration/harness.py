@@ -1023,6 +1023,25 @@ class SharedServerTestCase(ServerTestCase):
         cls.srv.stop()
 
 
+class FreshServerTestCase(ServerTestCase):
+    """A server of its own (self.srv) for each test, started with
+    `server_args`; each pair in `friends` gets a subscription both
+    (Server.befriend) before the test runs."""
+
+    server_args = {}
+    friends = ()
+
+    def setUp(self):
+        super().setUp()
+        self.srv = Server(**self.server_args)
+        for a, b in self.friends:
+            self.srv.befriend(a, b)
+
+    def tearDown(self):
+        super().tearDown()
+        self.srv.stop()
+
+
 class _Result(unittest.TextTestResult):
     """Prints the server log lines of a failing test."""
 

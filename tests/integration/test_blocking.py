@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import NS_CLIENT, Server, q, stanza_error_condition  # noqa: E402
+from harness import NS_CLIENT, q, stanza_error_condition  # noqa: E402
 from imtest import MESSAGE, PRESENCE, Session  # noqa: E402
 
 NS_B = 'urn:xmpp:blocking'
@@ -38,16 +38,9 @@ def is_push(verb):
                        el.find(q(NS_B, verb)) is not None)
 
 
-class Blocking(harness.ServerTestCase):
+class Blocking(harness.FreshServerTestCase):
 
-    def setUp(self):
-        super().setUp()
-        self.srv = Server()
-        self.srv.befriend('alice@localhost', 'bob@localhost')
-
-    def tearDown(self):
-        super().tearDown()
-        self.srv.stop()
+    friends = (('alice@localhost', 'bob@localhost'),)
 
     def session(self, jid, resource, presence=True):
         s = Session(self.login(self.srv, jid, resource=resource))

@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import NS_CLIENT, Server, q, stanza_error_condition  # noqa: E402
+from harness import NS_CLIENT, q, stanza_error_condition  # noqa: E402
 from imtest import MESSAGE, Session  # noqa: E402
 
 NS_PS = 'http://jabber.org/protocol/pubsub'
@@ -77,16 +77,9 @@ def is_event(node):
     return pred
 
 
-class Pep(harness.ServerTestCase):
+class Pep(harness.FreshServerTestCase):
 
-    def setUp(self):
-        super().setUp()
-        self.srv = Server()
-        self.srv.befriend('alice@localhost', 'bob@localhost')
-
-    def tearDown(self):
-        super().tearDown()
-        self.srv.stop()
+    friends = (('alice@localhost', 'bob@localhost'),)
 
     def session(self, jid, resource, notify=()):
         """Logged in and available; with `notify`, caps that announce
