@@ -182,14 +182,20 @@ static module_result_t on_bound(module_call_t *c)
 
 /* ------------------------------------------------------------ presence */
 
+/* Whether n is the element ns:name. */
+static bool is_el(const xml_node_t *n, const char *ns, const char *name)
+{
+    return n != NULL && n->kind == XML_NODE_ELEMENT && n->ns != NULL &&
+           strcmp(n->ns, ns) == 0 && strcmp(n->name, name) == 0;
+}
+
 /* The first child element ns:name of el, writable. */
 static xml_node_t *child_mut(xml_node_t *el, const char *ns, const char *name)
 {
-    for (xml_node_t *ch = el->children; ch != NULL; ch = ch->next)
-        if (ch->kind == XML_NODE_ELEMENT && ch->ns != NULL &&
-            strcmp(ch->ns, ns) == 0 && strcmp(ch->name, name) == 0)
-            return ch;
-    return NULL;
+    xml_node_t *ch = el->children;
+    while (ch != NULL && !is_el(ch, ns, name))
+        ch = ch->next;
+    return ch;
 }
 
 static module_result_t on_presence(module_call_t *c)
@@ -259,29 +265,21 @@ static void on_vcard(void *ud, int err, const store_data_item_t *items,
     convert_req_t *r = ud;
     char node[JID_FORMAT_BUF];
     const char *domain;
-    xml_tree_t *t = xml_tree_new();
-    if (t == NULL)
-        xalloc_fail(64);
-    xml_node_t *holder = xml_element_new(t, NULL, NS_VCARD, "holder");
-    if (holder == NULL)
-        xalloc_fail(64);
-    if (err == STORE_OK && count > 0)
-        module_parse_into(t, holder, items[0].value, items[0].len);
-    xml_node_t *v = child_mut(holder, NS_VCARD, "vCard");
-    if (v == NULL &&
-        (v = xml_element_new(t, holder, NS_VCARD, "vCard")) == NULL)
-        xalloc_fail(64);
+    xml_tree_t *t = err == STORE_OK && count > 0
+                        ? module_parse_doc(items[0].value, items[0].len)
+                        : NULL;
+    const xml_node_t *v =
+        t != NULL && is_el(t->root, NS_VCARD, "vCard") ? t->root : NULL;
     /* Without the old PHOTO: the tree has no removal, so copy the rest. */
     xml_tree_t *out = xml_tree_new();
     xml_node_t *nv =
         out != NULL ? xml_element_new(out, NULL, NS_VCARD, "vCard") : NULL;
     if (nv == NULL)
         xalloc_fail(64);
-    for (const xml_node_t *ch = v->children; ch != NULL; ch = ch->next)
-        if (!(ch->kind == XML_NODE_ELEMENT && ch->ns != NULL &&
-              strcmp(ch->ns, NS_VCARD) == 0 && strcmp(ch->name, "PHOTO") == 0))
-            if (xml_node_copy(out, nv, ch) == NULL)
-                xalloc_fail(64);
+    for (const xml_node_t *ch = v != NULL ? v->children : NULL; ch != NULL;
+         ch = ch->next)
+        if (!is_el(ch, NS_VCARD, "PHOTO") && xml_node_copy(out, nv, ch) == NULL)
+            xalloc_fail(64);
     xml_node_t *ph = xml_element_new(out, nv, NS_VCARD, "PHOTO");
     xml_node_t *ty =
         ph != NULL ? xml_element_new(out, ph, NS_VCARD, "TYPE") : NULL;
@@ -311,15 +309,11 @@ static void on_data(void *ud, int err, const store_data_item_t *items,
     convert_req_t *r = ud;
     char node[JID_FORMAT_BUF];
     const char *domain;
-    xml_tree_t *t = xml_tree_new();
-    xml_node_t *holder =
-        t != NULL ? xml_element_new(t, NULL, NS_DATA_AV, "holder") : NULL;
-    if (holder == NULL)
-        xalloc_fail(64);
-    const xml_node_t *d = NULL;
-    if (err == STORE_OK && count > 0 &&
-        module_parse_into(t, holder, items[0].value, items[0].len) == 0)
-        d = xml_element_child(holder, NS_DATA_AV, "data");
+    xml_tree_t *t = err == STORE_OK && count > 0
+                        ? module_parse_doc(items[0].value, items[0].len)
+                        : NULL;
+    const xml_node_t *d =
+        t != NULL && is_el(t->root, NS_DATA_AV, "data") ? t->root : NULL;
     const char *text = d != NULL ? xml_element_text(t, d) : NULL;
     size_t len = 0;
     unsigned char *data = text != NULL ? decode_b64(text, &len) : NULL;

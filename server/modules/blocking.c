@@ -396,15 +396,10 @@ static void on_stored(void *ud, int err)
         ch->failed = true;
     if (--ch->pending > 0)
         return;
-    if (ch->failed) {
-        module_later_error(ch->l, "wait", "internal-server-error");
+    if (!module_later_stored(ch->l, ch->failed ? STORE_ERR_IO : STORE_OK)) {
         change_free(ch);
         return;
     }
-    xml_tree_t *t;
-    if (module_later_result(ch->l, &t) == NULL)
-        xalloc_fail(256);
-    module_later_send(ch->l, t);
     push(ch->st, ch->router, ch->owner, ch->block ? "block" : "unblock",
          ch->all ? NULL : ch->jids, ch->all ? 0 : ch->n);
     if (ch->st->store != NULL) {

@@ -39,6 +39,9 @@ struct module_registry {
     size_t iq_count;
     stream_feature_t *features; /* ud = the owning module's state */
     size_t feature_count;
+    /* The modules with a `blocked` callback. */
+    const module_instance_t *blockers[8];
+    size_t blocker_count;
 };
 
 void module_registry_free(module_registry_t *reg)
@@ -154,9 +157,20 @@ module_registry_t *module_registry_new(const module_desc_t *const *descs,
             goto fail;
         }
     }
-    for (size_t i = 0; i < reg->count; i++)
-        if (reg->mods[i].desc->ready != NULL)
-            reg->mods[i].desc->ready(reg->mods[i].state, reg);
+    for (size_t i = 0; i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->blocked != NULL) {
+            if (reg->blocker_count ==
+                sizeof(reg->blockers) / sizeof(reg->blockers[0])) {
+                snprintf(err, errlen, "more than %zu blocking modules",
+                         reg->blocker_count);
+                goto fail;
+            }
+            reg->blockers[reg->blocker_count++] = m;
+        }
+        if (m->desc->ready != NULL)
+            m->desc->ready(m->state, reg);
+    }
     return reg;
 
 fail:
@@ -297,9 +311,12 @@ int module_registry_server_info(const module_registry_t *reg, xml_tree_t *t,
 bool module_registry_blocked(const module_registry_t *reg, const char *from,
                              const jid_t *to)
 {
-    for (size_t i = 0; reg != NULL && from != NULL && i < reg->count; i++) {
-        const module_instance_t *m = &reg->mods[i];
-        if (m->desc->blocked != NULL && m->desc->blocked(m->state, from, to))
+    /* Asked for every presence a broadcast delivers: only the modules
+     * that can block are looked at (usually one). */
+    for (size_t i = 0; reg != NULL && from != NULL && i < reg->blocker_count;
+         i++) {
+        const module_instance_t *m = reg->blockers[i];
+        if (m->desc->blocked(m->state, from, to))
             return true;
     }
     return false;
@@ -758,4 +775,35 @@ bool module_split_bare(const char *bare, char *node, size_t size,
     snprintf(node, size, "%.*s", (int)(at - bare), bare);
     *domain = at + 1;
     return true;
+}
+
+bool module_later_stored(module_later_t *l, int err)
+{
+    if (err != STORE_OK) {
+        module_later_error(l, "wait", "internal-server-error");
+        return false;
+    }
+    xml_tree_t *t;
+    if (module_later_result(l, &t) == NULL)
+        xalloc_fail(256);
+    module_later_send(l, t);
+    return true;
+}
+
+xml_tree_t *module_parse_doc(const char *data, size_t len)
+{
+    xml_tree_t *t = xml_tree_new();
+    xml_node_t *holder = t != NULL ? xml_element_new(t, NULL, NULL, "x") : NULL;
+    if (holder == NULL)
+        xalloc_fail(64);
+    xml_tree_t *doc = NULL;
+    /* module_parse_into adds elements only. */
+    if (module_parse_into(t, holder, data, len) == 0 &&
+        holder->children != NULL) {
+        doc = xml_tree_new();
+        if (doc == NULL || xml_node_copy(doc, NULL, holder->children) == NULL)
+            xalloc_fail(64);
+    }
+    xml_tree_free(t);
+    return doc;
 }

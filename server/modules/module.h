@@ -354,6 +354,9 @@ const char *module_later_sender(const module_later_t *l);
 xml_node_t *module_later_result(module_later_t *l, xml_tree_t **out);
 /* Sends t (NULL: nothing) to the sender, releases and frees l. */
 void module_later_send(module_later_t *l, xml_tree_t *t);
+/* After a store write: an empty result when err is STORE_OK (returns
+ * true), else internal-server-error (false); either way l is ended. */
+bool module_later_stored(module_later_t *l, int err);
 /* Answers with an error, releases and frees l. */
 void module_later_error(module_later_t *l, const char *type,
                         const char *condition);
@@ -370,5 +373,8 @@ void module_later_error_app(module_later_t *l, const char *type,
  * when out of memory. */
 int module_parse_into(xml_tree_t *t, xml_node_t *parent, const char *data,
                       size_t len);
+/* The first element of a stored document as the root of a new tree, or
+ * NULL when the bytes hold none that parses. */
+xml_tree_t *module_parse_doc(const char *data, size_t len);
 
 #endif

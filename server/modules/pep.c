@@ -266,33 +266,21 @@ static void op_fail_app(pep_op_t *op, const char *type, const char *cond,
     op_free(op);
 }
 
-/* An empty result, or one with <pubsub><publish node><item id/>. */
-static void op_done(pep_op_t *op, bool with_publish)
+/* The publish's result: <pubsub><publish node><item id/></publish>. */
+static void publish_done(pep_op_t *op)
 {
     xml_tree_t *t;
     xml_node_t *iq = module_later_result(op->l, &t);
-    if (iq == NULL)
+    xml_node_t *ps =
+        iq != NULL ? xml_element_new(t, iq, NS_PUBSUB, "pubsub") : NULL;
+    xml_node_t *p =
+        ps != NULL ? xml_element_new(t, ps, NS_PUBSUB, "publish") : NULL;
+    xml_node_t *it =
+        p != NULL ? xml_element_new(t, p, NS_PUBSUB, "item") : NULL;
+    if (it == NULL || xml_element_set_attr(t, p, NULL, "node", op->node) < 0 ||
+        xml_element_set_attr(t, it, NULL, "id", op->item_id) < 0)
         xalloc_fail(256);
-    if (with_publish) {
-        xml_node_t *ps = xml_element_new(t, iq, NS_PUBSUB, "pubsub");
-        xml_node_t *p =
-            ps != NULL ? xml_element_new(t, ps, NS_PUBSUB, "publish") : NULL;
-        xml_node_t *it =
-            p != NULL ? xml_element_new(t, p, NS_PUBSUB, "item") : NULL;
-        if (it == NULL ||
-            xml_element_set_attr(t, p, NULL, "node", op->node) < 0 ||
-            xml_element_set_attr(t, it, NULL, "id", op->item_id) < 0)
-            xalloc_fail(256);
-    }
     module_later_send(op->l, t);
-}
-
-static void owner_parts(const pep_op_t *op, char *node, size_t size,
-                        const char **domain)
-{
-    const char *at = strchr(op->owner, '@');
-    snprintf(node, size, "%.*s", (int)(at - op->owner), op->owner);
-    *domain = at + 1;
 }
 
 /* --- publish --- */
@@ -303,7 +291,7 @@ static void on_trim(void *ud, int err, const store_data_item_t *items,
     pep_op_t *op = ud;
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     for (size_t i = 0; err == STORE_OK && count > op->config.max_items &&
                        i < count - op->config.max_items;
          i++)
@@ -319,7 +307,7 @@ static void on_item_stored(void *ud, int err)
         op_fail(op, "wait", "internal-server-error");
         return;
     }
-    op_done(op, true); /* ends op->l */
+    publish_done(op); /* ends op->l */
     op->l = NULL;
     /* The notification, then the oldest items beyond max_items. */
     xml_node_t *items;
@@ -329,7 +317,7 @@ static void on_item_stored(void *ud, int err)
     notify(op->st, op->router, op->reg, op->owner, op->node, &op->config, ev);
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     store_data_get(op->st->store, domain, node, op->items_kind, NULL, on_trim,
                    op);
 }
@@ -338,7 +326,7 @@ static void store_item(pep_op_t *op)
 {
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     bool legacy_bm = strcmp(op->node, NS_LEGACY_BOOKMARKS) == 0;
     if (!op->exists) {
         char conf[128];
@@ -380,7 +368,7 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
         pep_config_read(items[0].value, &cur);
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     switch (op->kind) {
     case OP_PUBLISH:
         if (op->exists && op->has_options) {
@@ -508,23 +496,14 @@ static void on_config(void *ud, int err, const store_data_item_t *items,
 static void on_deleted(void *ud, int err)
 {
     pep_op_t *op = ud;
-    if (err != STORE_OK) {
-        op_fail(op, "wait", "internal-server-error");
-        return;
-    }
-    op_done(op, false);
+    module_later_stored(op->l, err);
     op_free(op);
 }
 
 static void on_retracted(void *ud, int err)
 {
     pep_op_t *op = ud;
-    if (err != STORE_OK) {
-        op_fail(op, "wait", "internal-server-error");
-        return;
-    }
-    op_done(op, false);
-    if (op->notify_retract) {
+    if (module_later_stored(op->l, err) && op->notify_retract) {
         xml_node_t *items;
         xml_tree_t *ev = event_new(op->st, op->owner, op->node, &items);
         xml_node_t *r = xml_element_new(ev, items, NS_PUBSUB_EVENT, "retract");
@@ -585,7 +564,7 @@ static void on_items(void *ud, int err, const store_data_item_t *items,
     }
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     if (op->kind == OP_RETRACT) {
         if (count == 0) {
             op_fail(op, "cancel", "item-not-found");
@@ -822,7 +801,7 @@ static void op_start(pep_op_t *op)
 {
     char node[JID_FORMAT_BUF];
     const char *domain;
-    owner_parts(op, node, sizeof(node), &domain);
+    module_split_bare(op->owner, node, sizeof(node), &domain);
     store_data_get(op->st->store, domain, node, "pepnode", op->node, on_config,
                    op);
 }

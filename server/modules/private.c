@@ -162,16 +162,9 @@ static void on_put(void *ud, int err)
         r->failed = true;
     if (--r->pending > 0)
         return;
-    if (r->failed) {
-        module_later_error(r->l, "wait", "internal-server-error");
-    } else {
-        xml_tree_t *t;
-        if (module_later_result(r->l, &t) == NULL)
-            xalloc_fail(256);
-        module_later_send(r->l, t);
-        if (r->bookmarks != NULL)
-            notify_bookmarks(r);
-    }
+    if (module_later_stored(r->l, r->failed ? STORE_ERR_IO : STORE_OK) &&
+        r->bookmarks != NULL)
+        notify_bookmarks(r);
     free(r->bookmarks);
     free(r);
 }

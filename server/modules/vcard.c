@@ -77,15 +77,7 @@ static module_result_t vcard_get(module_call_t *c, const xml_node_t *v)
 
 static void on_put(void *ud, int err)
 {
-    module_later_t *l = ud;
-    if (err != STORE_OK) {
-        module_later_error(l, "wait", "internal-server-error");
-        return;
-    }
-    xml_tree_t *t;
-    if (module_later_result(l, &t) == NULL)
-        xalloc_fail(256);
-    module_later_send(l, t);
+    module_later_stored(ud, err);
 }
 
 static module_result_t vcard_set(module_call_t *c, const xml_node_t *v)
