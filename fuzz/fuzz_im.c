@@ -179,7 +179,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                   NULL, &log, err, sizeof(err));
     if (mods == NULL)
         abort();
-    router_config_t cfg = {hosts, 2, ROUTER_CONFLICT_NEW_WINS, 8, mods};
+    router_config_t cfg = {.hosts = hosts,
+                           .host_count = 2,
+                           .conflict = ROUTER_CONFLICT_NEW_WINS,
+                           .max_resources = 8,
+                           .modules = mods};
     router_t *r = router_new(&cfg, &log);
     if (r == NULL)
         abort();

@@ -29,8 +29,11 @@ int server_listen(uv_loop_t *loop, uv_tcp_t *tcp, const config_listener_t *lc,
     int port = ss.ss_family == AF_INET6
                    ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    /* Component streams (XEP-0114) have no TLS at all. */
     snprintf(name, namelen, "%s:%d (%s)", lc->address, port,
-             lc->direct_tls ? "direct TLS" : "STARTTLS");
+             lc->direct_tls                   ? "direct TLS"
+             : strcmp(kind, "component") == 0 ? "no TLS"
+                                              : "STARTTLS");
     LOG(log, LOG_INFO, 0, "%s listening on %s", kind, name);
     return 0;
 }

@@ -11,7 +11,8 @@
 
 /* Initializes `tcp` on `loop` (the caller sets tcp->data and closes the
  * handle, whatever the outcome), binds it to lc's address and port and
- * listens with `cb`. Writes "ADDRESS:PORT (STARTTLS|direct TLS)" — the
+ * listens with `cb`. Writes "ADDRESS:PORT (STARTTLS|direct TLS|no TLS)"
+ * (no TLS for kind "component") — the
  * port the kernel chose when lc asks for 0 — into name and logs "KIND
  * listening on NAME". Returns 0, or -1 after logging why. */
 int server_listen(uv_loop_t *loop, uv_tcp_t *tcp, const config_listener_t *lc,

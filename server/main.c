@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "base/rand.h"
+#include "base/xalloc.h"
 #include "c2s/c2s.h"
+#include "component/component.h"
 #include "s2s/s2s.h"
 #include "modules/modules.h"
 #include "server.h"
@@ -190,7 +192,8 @@ static int make_tls(server_t *srv)
 static void on_shutdown_poll(uv_timer_t *t)
 {
     daemon_state_t *d = t->data;
-    if (d->worker.session_count > 0 || d->worker.s2s_count > 0)
+    if (d->worker.session_count > 0 || d->worker.s2s_count > 0 ||
+        d->worker.component_conns > 0)
         return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
@@ -216,6 +219,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_signal_stop(&d->sighup);
     c2s_shutdown(&d->worker, "system-shutdown");
     s2s_shutdown(&d->worker, "system-shutdown");
+    component_shutdown(&d->worker, "system-shutdown");
     uv_timer_init(d->worker.loop, &d->shutdown_poll);
     d->shutdown_poll.data = d;
     uv_timer_start(&d->shutdown_poll, on_shutdown_poll, 0, 20);
@@ -376,10 +380,22 @@ int main(int argc, char **argv)
         .max_resources = cfg->max_resources,
         .modules = srv->modules,
     };
+    srv->component_domains =
+        xcalloc(cfg->component_count + 1, sizeof(*srv->component_domains));
+    srv->component_names =
+        xcalloc(cfg->component_count + 1, sizeof(*srv->component_names));
+    for (size_t i = 0; i < cfg->component_count; i++) {
+        srv->component_domains[i] = cfg->components[i].domain;
+        srv->component_names[i] = cfg->components[i].name;
+    }
+    srv->router_cfg.components = srv->component_domains;
+    srv->router_cfg.component_names = srv->component_names;
+    srv->router_cfg.component_count = cfg->component_count;
     build_stream_configs(srv);
     /* Start-up is over: from here on srv is only read (server.h). */
     w->router = router_new(&srv->router_cfg, &srv->log);
-    if (w->router == NULL || c2s_start(w) < 0 || s2s_start(w) < 0)
+    if (w->router == NULL || c2s_start(w) < 0 || s2s_start(w) < 0 ||
+        component_start(w) < 0)
         return 1;
 
     uv_signal_init(w->loop, &d.sigterm);
@@ -407,12 +423,15 @@ int main(int argc, char **argv)
 
     c2s_free(w);
     s2s_free(w);
+    component_free(w);
     conn_flusher_close(&w->flusher);
     uv_run(w->loop, UV_RUN_DEFAULT); /* the close callbacks */
     router_free(w->router);
     module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);
     tls_ctx_free(srv->tls_direct);
+    free(srv->component_domains);
+    free(srv->component_names);
     config_free(cfg);
     free(cfg);
     free(d.config_path);

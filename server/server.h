@@ -30,7 +30,9 @@ typedef struct server {
     store_t *store;
     /* The enabled modules: built once at start, read-only afterwards. */
     module_registry_t *modules;
-    router_config_t router_cfg;          /* what every router is built from */
+    router_config_t router_cfg; /* what every router is built from */
+    /* The component domains and names of cfg, as router_cfg lists them. */
+    const char **component_domains, **component_names;
     stream_config_t stream_cfg;          /* STARTTLS listeners */
     stream_config_t stream_cfg_loopback; /* same, TLS optional (switch) */
     stream_config_t stream_cfg_direct;   /* direct TLS listeners */

@@ -21,6 +21,7 @@
 typedef struct c2s c2s_t;
 typedef struct c2s_session c2s_session_t;
 typedef struct s2s s2s_t;
+struct components;
 
 typedef struct worker {
     const server_t *srv; /* shared, read-only */
@@ -29,6 +30,8 @@ typedef struct worker {
     c2s_t *c2s;       /* the c2s listener component on this loop */
     s2s_t *s2s;       /* federation on this loop, or NULL when off */
     size_t s2s_count; /* open s2s streams and links (shutdown waits) */
+    struct components *components; /* XEP-0114, or NULL when none */
+    size_t component_conns;        /* open component connections */
 
     c2s_session_t *sessions; /* every open connection on this loop */
     size_t session_count;

@@ -57,3 +57,12 @@ oom:
     xml_tree_free(t);
     return NULL;
 }
+
+void stanza_to_client_ns(xml_node_t *el, const char *from)
+{
+    if (el->ns != NULL && strcmp(el->ns, from) == 0)
+        el->ns = XML_NS_CLIENT;
+    for (xml_node_t *c = el->children; c != NULL; c = c->next)
+        if (c->kind == XML_NODE_ELEMENT)
+            stanza_to_client_ns(c, from);
+}

@@ -20,4 +20,10 @@
 xml_tree_t *stanza_error_reply(const xml_node_t *stanza, const char *type,
                                const char *condition, const char *from);
 
+/* Moves el and every descendant in namespace `from` (jabber:server on
+ * s2s, jabber:component:accept on component streams) to jabber:client,
+ * in which the router handles and delivers stanzas (RFC 6120 §4.8.3: the
+ * server translates). */
+void stanza_to_client_ns(xml_node_t *el, const char *from);
+
 #endif

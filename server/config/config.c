@@ -92,6 +92,16 @@ static bool module_strings(size_t m, void *set, bool copy)
     return ok;
 }
 
+static void free_components(config_component_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].domain);
+        free(v[i].secret);
+        free(v[i].name);
+    }
+    free(v);
+}
+
 void config_free(server_config_t *c)
 {
     if (c == NULL)
@@ -111,6 +121,10 @@ void config_free(server_config_t *c)
         free(c->s2s_routes[i].host);
     }
     free(c->s2s_routes);
+    for (size_t i = 0; i < c->component_listen_count; i++)
+        free(c->component_listen[i].address);
+    free(c->component_listen);
+    free_components(c->components, c->component_count);
     free(c->s2s_ca_file);
     free(c->s2s_dns);
     free(c->s2s_dialback_secret);
@@ -178,6 +192,15 @@ int config_defaults(server_config_t *c)
     c->s2s_count = 1;
     if (c->s2s[0].address == NULL)
         goto nomem;
+    c->component_listen = calloc(1, sizeof(*c->component_listen));
+    if (c->component_listen == NULL)
+        goto nomem;
+    c->component_listen[0] =
+        (config_listener_t){strdup("127.0.0.1"), 5347, false, 0};
+    c->component_listen_count = 1;
+    if (c->component_listen[0].address == NULL)
+        goto nomem;
+
     c->s2s_enabled = false;
     c->s2s_dialback = true;
     c->s2s_secure_auth = false;
@@ -244,9 +267,11 @@ typedef enum kind {
     K_HOSTS,     /* the hosts array, on the server_config_t */
     K_LISTENERS, /* a list of listener groups, on the server_config_t */
     K_MODULES,   /* the list of module names, on the server_config_t */
-    K_S2S_LISTENERS, /* s2s.listen, on the server_config_t */
-    K_ROUTES,        /* s2s.routes, on the server_config_t */
-    K_STRING_OPT,    /* char *; "" means none (NULL) */
+    K_S2S_LISTENERS,       /* s2s.listen, on the server_config_t */
+    K_ROUTES,              /* s2s.routes, on the server_config_t */
+    K_STRING_OPT,          /* char *; "" means none (NULL) */
+    K_COMPONENT_LISTENERS, /* component.listen, on the server_config_t */
+    K_COMPONENTS,          /* component.domains, on the server_config_t */
 } kind_t;
 
 typedef struct desc {
@@ -294,6 +319,22 @@ static const desc_t s2s_desc[] = {
     {"connect_timeout", K_DOUBLE, F(s2s_connect_timeout), 1, 600, NULL, false},
     {"idle_timeout", K_DOUBLE, F(s2s_idle_timeout), 0, 86400, NULL, false},
     {"queue_max", K_UINT, F(s2s_queue_max), 1, 1000000, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+static const desc_t component_desc[] = {
+    {"listen", K_COMPONENT_LISTENERS, F(component_listen), 0, 0, NULL, false},
+    {"domains", K_COMPONENTS, F(components), 0, 0, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+#define CO(field) offsetof(config_component_t, field)
+
+/* Settings of one component.domains entry. */
+static const desc_t component_entry_desc[] = {
+    {"domain", K_STRING_OPT, CO(domain), 0, 0, NULL, true},
+    {"secret", K_STRING_OPT, CO(secret), 0, 0, NULL, true},
+    {"name", K_STRING_OPT, CO(name), 0, 0, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -369,6 +410,7 @@ static const desc_t root_desc[] = {
     {"modules", K_MODULES, 0, 0, 0, NULL, false},
     {"c2s", K_GROUP, 0, 0, 0, c2s_desc, false},
     {"s2s", K_GROUP, 0, 0, 0, s2s_desc, false},
+    {"component", K_GROUP, 0, 0, 0, component_desc, false},
     {"tls", K_GROUP, 0, 0, 0, tls_desc, false},
     {"sasl", K_GROUP, 0, 0, 0, sasl_desc, false},
     {"limits", K_GROUP, 0, 0, 0, limits_desc, false},
@@ -612,58 +654,125 @@ static int apply_listeners(loader_t *l, const config_setting_t *s,
     return 0;
 }
 
+/* A list of groups `( { domain = "..."; ... }, ... )` whose entries each
+ * name a domain (s2s.routes, component.domains): the entries go through
+ * `desc` into a new zeroed array of `size`-byte structs (*out; *count
+ * counts them as they are filled, so that the caller's free releases a
+ * half-filled one; the caller has freed the old array). Each entry's
+ * `line` (an int at line_off) is set; its domain (a char * at domain_off)
+ * and a second required string (at other_off, `other` in messages) must
+ * not be empty; the domain is nameprep'd and must be unique (else `dup`). */
+typedef struct domain_list {
+    const desc_t *desc;
+    size_t size, line_off, domain_off, other_off;
+    const char *shape, *other, *dup;
+} domain_list_t;
+
+#define FIELD(base, off, type) (*(type *)(void *)((char *)(base) + (off)))
+
+static int apply_domain_list(loader_t *l, const config_setting_t *s,
+                             const char *name, const domain_list_t *dl,
+                             void **out, size_t *count)
+{
+    if (!config_setting_is_list(s) &&
+        !(config_setting_is_array(s) && config_setting_length(s) == 0))
+        return wrong_type(l, s, name, "a list of groups ( { ... }, ... )");
+    int n = config_setting_length(s);
+    char *v = calloc(n > 0 ? (size_t)n : 1, dl->size);
+    if (v == NULL)
+        return nomem(l);
+    *out = v;
+    *count = 0;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        void *entry = v + (size_t)i * dl->size;
+        char prefix[64];
+        if (snprintf(prefix, sizeof(prefix), "%s[%d]", name, i) < 0)
+            prefix[0] = '\0';
+        if (!config_setting_is_group(e))
+            return wrong_type(l, e, prefix, dl->shape);
+        (*count)++;
+        FIELD(entry, dl->line_off, int) = config_setting_source_line(e);
+        if (apply_group(l, e, dl->desc, entry, prefix) < 0)
+            return -1;
+        char **domain = &FIELD(entry, dl->domain_off, char *);
+        if (*domain == NULL || FIELD(entry, dl->other_off, char *) == NULL)
+            return fail(l, e, "%s: domain and %s must not be empty", prefix,
+                        dl->other);
+        char prepared[JID_PART_BUF];
+        int rc = jid_prepare_domain(*domain, strlen(*domain), JID_STORED,
+                                    prepared, NULL);
+        if (rc != JID_OK)
+            return fail(l, e, "%s: domain '%s' is not a valid domain (%s)",
+                        prefix, *domain, jid_strerror(rc));
+        for (int j = 0; j < i; j++)
+            if (strcmp(FIELD(v + (size_t)j * dl->size, dl->domain_off, char *),
+                       prepared) == 0)
+                return fail(l, e, "%s: '%s' %s", prefix, prepared, dl->dup);
+        char *d = strdup(prepared);
+        if (d == NULL)
+            return nomem(l);
+        free(*domain);
+        *domain = d;
+    }
+    return 0;
+}
+
 /* s2s.routes = ( { domain = "example.net"; host = "10.0.0.2"; port = 5269;
  * }, ... ): each domain once, nameprep'd. */
 static int apply_routes(loader_t *l, const config_setting_t *s,
                         const char *name)
 {
+    static const domain_list_t dl = {
+        route_desc,
+        sizeof(config_route_t),
+        offsetof(config_route_t, line),
+        offsetof(config_route_t, domain),
+        offsetof(config_route_t, host),
+        "a group { domain; host; port; }",
+        "host",
+        "has a route already",
+    };
     server_config_t *c = l->c;
-    if (!config_setting_is_list(s) &&
-        !(config_setting_is_array(s) && config_setting_length(s) == 0))
-        return wrong_type(l, s, name, "a list of groups ( { ... }, ... )");
-    int n = config_setting_length(s);
-    config_route_t *rs = calloc(n > 0 ? (size_t)n : 1, sizeof(*rs));
-    if (rs == NULL)
-        return nomem(l);
     for (size_t i = 0; i < c->s2s_route_count; i++) {
         free(c->s2s_routes[i].domain);
         free(c->s2s_routes[i].host);
     }
     free(c->s2s_routes);
-    c->s2s_routes = rs;
+    c->s2s_routes = NULL;
     c->s2s_route_count = 0;
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        char prefix[64];
-        if (snprintf(prefix, sizeof(prefix), "%s[%d]", name, i) < 0)
-            prefix[0] = '\0';
-        if (!config_setting_is_group(e))
-            return wrong_type(l, e, prefix, "a group { domain; host; port; }");
-        c->s2s_route_count++;
-        rs[i].line = config_setting_source_line(e);
-        if (apply_group(l, e, route_desc, &rs[i], prefix) < 0)
-            return -1;
-        if (rs[i].domain == NULL || rs[i].host == NULL)
-            return fail(l, e, "%s: domain and host must not be empty", prefix);
-        char prepared[JID_PART_BUF];
-        int rc = jid_prepare_domain(rs[i].domain, strlen(rs[i].domain),
-                                    JID_STORED, prepared, NULL);
-        if (rc != JID_OK)
-            return fail(l, e, "%s: domain '%s' is not a valid domain (%s)",
-                        prefix, rs[i].domain, jid_strerror(rc));
-        for (int j = 0; j < i; j++)
-            if (strcmp(rs[j].domain, prepared) == 0)
-                return fail(l, e, "%s: '%s' has a route already", prefix,
-                            prepared);
-        char *d = strdup(prepared);
-        if (d == NULL)
-            return nomem(l);
-        free(rs[i].domain);
-        rs[i].domain = d;
-        if (rs[i].port == 0)
-            rs[i].port = rs[i].direct_tls ? 5270 : 5269;
-    }
-    return 0;
+    void *v = NULL;
+    int rc = apply_domain_list(l, s, name, &dl, &v, &c->s2s_route_count);
+    c->s2s_routes = v;
+    for (size_t i = 0; rc == 0 && i < c->s2s_route_count; i++)
+        if (c->s2s_routes[i].port == 0)
+            c->s2s_routes[i].port = c->s2s_routes[i].direct_tls ? 5270 : 5269;
+    return rc;
+}
+
+/* component.domains = ( { domain = "bot.example.org"; secret = "...";
+ * name = "Bot"; }, ... ): each domain once, nameprep'd, with a secret. */
+static int apply_components(loader_t *l, const config_setting_t *s,
+                            const char *name)
+{
+    static const domain_list_t dl = {
+        component_entry_desc,
+        sizeof(config_component_t),
+        offsetof(config_component_t, line),
+        offsetof(config_component_t, domain),
+        offsetof(config_component_t, secret),
+        "a group { domain; secret; }",
+        "secret",
+        "is listed twice",
+    };
+    server_config_t *c = l->c;
+    free_components(c->components, c->component_count);
+    c->components = NULL;
+    c->component_count = 0;
+    void *v = NULL;
+    int rc = apply_domain_list(l, s, name, &dl, &v, &c->component_count);
+    c->components = v;
+    return rc;
 }
 
 /* `modules = [ "ping", ... ]`: exactly the modules named are on (and the
@@ -944,6 +1053,11 @@ static int apply_one(loader_t *l, const config_setting_t *s, const desc_t *d,
         return apply_listeners(l, s, name, &l->c->s2s, &l->c->s2s_count);
     case K_ROUTES:
         return apply_routes(l, s, name);
+    case K_COMPONENT_LISTENERS:
+        return apply_listeners(l, s, name, &l->c->component_listen,
+                               &l->c->component_listen_count);
+    case K_COMPONENTS:
+        return apply_components(l, s, name);
     case K_STRING_OPT: {
         if (config_setting_type(s) != CONFIG_TYPE_STRING)
             return wrong_type(l, s, name, "a string");
@@ -1029,6 +1143,21 @@ static int check_relations(loader_t *l, const config_t *lc)
         return fail(l, config_lookup(lc, set), "%s is set but %s is not", set,
                     unset);
     }
+    /* A component's domain is its own: not one the server serves. */
+    for (size_t i = 0; i < c->component_count; i++)
+        for (size_t j = 0; j < c->host_count; j++)
+            if (strcmp(c->components[i].domain, c->hosts[j]) == 0)
+                return fail_line(l, c->components[i].line,
+                                 "component.domains[%zu]: '%s' is one of "
+                                 "`hosts`; a component needs a domain of its "
+                                 "own (e.g. bot.%s)",
+                                 i, c->hosts[j], c->hosts[j]);
+    for (size_t i = 0; i < c->component_listen_count; i++)
+        if (c->component_listen[i].direct_tls)
+            return fail_line(l, c->component_listen[i].line,
+                             "component.listen[%zu]: component streams have "
+                             "no TLS (XEP-0114); listen on loopback instead",
+                             i);
     if (c->max_stanza_size_preauth > c->max_stanza_size) {
         const config_setting_t *s =
             config_lookup(lc, "limits.max_stanza_size_preauth");
@@ -1224,6 +1353,10 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
     dst->s2s_count = 0;
     dst->s2s_routes = NULL;
     dst->s2s_route_count = 0;
+    dst->component_listen = NULL;
+    dst->component_listen_count = 0;
+    dst->components = NULL;
+    dst->component_count = 0;
     dst->module_on = NULL;
     dst->module_settings = NULL;
     dst->module_count = 0;
@@ -1270,6 +1403,32 @@ static int copy_config(server_config_t *dst, const server_config_t *src)
         d->host = NULL;
         if (!dup_or_null(&d->domain, d->domain) ||
             !dup_or_null(&d->host, src->s2s_routes[dst->s2s_route_count].host))
+            goto nomem;
+    }
+    dst->component_listen =
+        calloc(src->component_listen_count + 1, sizeof(*dst->component_listen));
+    dst->components =
+        calloc(src->component_count + 1, sizeof(*dst->components));
+    if (dst->component_listen == NULL || dst->components == NULL)
+        goto nomem;
+    for (; dst->component_listen_count < src->component_listen_count;
+         dst->component_listen_count++) {
+        config_listener_t *d =
+            &dst->component_listen[dst->component_listen_count];
+
+        *d = src->component_listen[dst->component_listen_count];
+        if (!dup_or_null(&d->address, d->address))
+            goto nomem;
+    }
+    for (; dst->component_count < src->component_count;
+         dst->component_count++) {
+        config_component_t *d = &dst->components[dst->component_count];
+        const config_component_t *o = &src->components[dst->component_count];
+
+        *d = (config_component_t){.line = o->line};
+        if (!dup_or_null(&d->domain, o->domain) ||
+            !dup_or_null(&d->secret, o->secret) ||
+            !dup_or_null(&d->name, o->name))
             goto nomem;
     }
     dst->module_on = calloc(src->module_count + 1, sizeof(*dst->module_on));
@@ -1327,6 +1486,10 @@ int config_load(const char *path, server_config_t *c, char *err, size_t errlen)
         t.s2s[i].line = 0;
     for (size_t i = 0; i < t.s2s_route_count; i++)
         t.s2s_routes[i].line = 0;
+    for (size_t i = 0; i < t.component_listen_count; i++)
+        t.component_listen[i].line = 0;
+    for (size_t i = 0; i < t.component_count; i++)
+        t.components[i].line = 0;
     /* libconfig reports an unreadable file only as "file I/O error"; ask
      * the system first so that the message says why. */
     f = fopen(path, "r");

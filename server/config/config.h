@@ -47,6 +47,15 @@ typedef struct config_route {
     int line;
 } config_route_t;
 
+/* An external component (XEP-0114, component.domains): a service on its
+ * own domain — a bot, a gateway — that connects with a shared secret. */
+typedef struct config_component {
+    char *domain; /* nameprep'd; not one of `hosts` */
+    char *secret; /* the shared secret, non-empty */
+    char *name;   /* shown in service discovery, or NULL */
+    int line;
+} config_component_t;
+
 /* A module's setting (modules/module.h): read from the group named after
  * the module into the module's own settings struct. (Not config_setting_*:
  * libconfig has those names.) */
@@ -166,6 +175,13 @@ typedef struct server_config {
     double s2s_idle_timeout;     /* seconds, default 600, 0..86400 */
     unsigned s2s_queue_max;      /* stanzas waiting per domain, default
                                     1000, 1..1000000 */
+
+    /* component: external components (XEP-0114) */
+    config_listener_t *component_listen; /* default 127.0.0.1:5347; used
+                                            only with components */
+    size_t component_listen_count;
+    config_component_t *components; /* default none */
+    size_t component_count;
 
     /* storage */
     char *storage_path; /* SQLite file, default "starling.db" */

@@ -1,7 +1,8 @@
 /* XEP-0030 Service Discovery on the server's domain: disco#info lists the
  * identities and features of every enabled module (§3.1) and their
- * XEP-0128 extensions (contact addresses), disco#items an empty list until
- * there are components or rooms to list (§4.1). On an account's bare JID
+ * XEP-0128 extensions (contact addresses); disco#items the XEP-0114
+ * components (§4.1): those on a subdomain of the domain asked, and those
+ * on no subdomain of any of ours under every domain. On an account's bare JID
  * (answered by the server, RFC 6121 §8.5.2.1.3): the identity
  * account/registered and the account features of the enabled modules; an
  * account that does not exist gets service-unavailable (RFC 6121 §8.5.1).
@@ -66,13 +67,49 @@ static module_result_t disco_info(module_call_t *c, const xml_node_t *query)
     return MODULE_HANDLED;
 }
 
+/* Whether `domain` is a subdomain of `host` ("bot.example.org" of
+ * "example.org"). */
+static bool is_subdomain(const char *domain, const char *host)
+{
+    size_t d = strlen(domain), h = strlen(host);
+    return d > h + 1 && domain[d - h - 1] == '.' &&
+           strcmp(domain + d - h, host) == 0;
+}
+
+static bool listed_under(const router_t *r, const char *component,
+                         const char *host)
+{
+    if (is_subdomain(component, host))
+        return true;
+    size_t n;
+    const char *const *hosts = router_hosts(r, &n);
+    for (size_t i = 0; i < n; i++)
+        if (is_subdomain(component, hosts[i]))
+            return false;
+    return true;
+}
+
 static module_result_t disco_items(module_call_t *c, const xml_node_t *query)
 {
     if (has_node(c, query))
         return MODULE_HANDLED;
     xml_tree_t *t;
-    if (start_query(c, NS_DISCO_ITEMS, &t) == NULL)
+    xml_node_t *q = start_query(c, NS_DISCO_ITEMS, &t);
+    if (q == NULL)
         return MODULE_PASS;
+    const char *host = c->to != NULL ? c->to->domain : c->from->jid.domain;
+    for (size_t i = 0; i < router_component_count(c->router); i++) {
+        const char *name;
+        const char *domain = router_component(c->router, i, &name);
+        if (!listed_under(c->router, domain, host))
+            continue;
+        xml_node_t *item = xml_element_new(t, q, NS_DISCO_ITEMS, "item");
+        if (item == NULL ||
+            xml_element_set_attr(t, item, NULL, "jid", domain) < 0 ||
+            (name != NULL &&
+             xml_element_set_attr(t, item, NULL, "name", name) < 0))
+            xalloc_fail(256);
+    }
     module_send(c, t);
     return MODULE_HANDLED;
 }

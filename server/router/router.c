@@ -61,6 +61,8 @@ struct router {
     route_target_t self;
     /* Where stanzas for other domains go (server/s2s), or NULL. */
     const router_remote_t *remote;
+    /* Where stanzas for components go (server/component), or NULL. */
+    const router_remote_t *components;
 };
 
 /* ------------------------------------------------------------ registry */
@@ -118,6 +120,16 @@ static bool self_deliver(route_target_t *t, route_stanza_t *st)
     jid_t to;
     if (to_s == NULL || jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK)
         return false;
+    if (!router_serves(r, to.domain)) {
+        /* An error for a component or another server's user (a stanza of
+         * theirs that could not be delivered onwards). */
+        jid_clear(&to);
+        xml_tree_t *copy = xml_tree_new();
+        if (copy == NULL || xml_node_copy(copy, NULL, st->el) == NULL)
+            xalloc_fail(256);
+        router_send_remote(r, copy);
+        return true;
+    }
     route_target_t *dest = router_find(r, &to);
     jid_clear(&to);
     if (dest == NULL) {
@@ -583,7 +595,30 @@ typedef struct remote_sender {
     route_target_t t; /* first */
     router_t *r;
     const char *local; /* the domain it wrote to: the 'from' of replies */
+    bool component;    /* a component (router_route_component) */
 } remote_sender_t;
+
+/* Where a stanza for a domain we do not serve goes: its component's
+ * transport, or s2s. */
+static void send_external(router_t *r, xml_tree_t *tree, const char *domain)
+{
+    if (router_is_component(r, domain)) {
+        if (r->components != NULL) {
+            r->components->send(r->components->ud, tree, domain);
+            return;
+        }
+        /* Shutting down: the component is gone. */
+        if (strcmp(tree->root->name, "presence") != 0)
+            router_bounce(r, tree->root, "cancel", "service-unavailable");
+    } else if (r->remote != NULL) {
+        r->remote->send(r->remote->ud, tree, domain);
+        return;
+    } else {
+        LOG(r->log, LOG_DEBUG, 0, "%s for %s not sent: federation is off",
+            tree->root->name, domain);
+    }
+    xml_tree_free(tree);
+}
 
 static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
 {
@@ -620,9 +655,13 @@ static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
         if (jid_format(&to, false, prepared, sizeof(prepared)) >= 0)
             xml_element_set_attr(tree, tree->root, NULL, "to", prepared);
         c.to = &to;
+        bool component_sender =
+            from->remote && ((remote_sender_t *)from)->component;
         if (router_serves(r, to.domain)) {
             c.addressee = addressee_of(from, name, &to);
-        } else if (r->remote == NULL || from->remote) {
+        } else if (router_is_component(r, to.domain)) {
+            c.addressee = MODULE_TO_REMOTE;
+        } else if (r->remote == NULL || (from->remote && !component_sender)) {
             /* RFC 6120 §10.4 with federation off; and a server never
              * relays one remote domain's stanza to another. */
             router_reply_error(from, el, "cancel", "remote-server-not-found");
@@ -632,11 +671,16 @@ static void route_now(router_t *r, route_target_t *from, xml_tree_t *tree)
         }
     }
 
-    if (module_dispatch(r->cfg->modules, module_event_for(name, c.addressee),
+    /* Between two parties that are not ours (another server and a
+     * component, or two components) no local user's rule applies: the
+     * stanza is relayed as it is. */
+    bool relay = from->remote && c.addressee == MODULE_TO_REMOTE;
+    if (relay ||
+        module_dispatch(r->cfg->modules, module_event_for(name, c.addressee),
                         &c) != MODULE_HANDLED) {
         if (c.addressee == MODULE_TO_REMOTE) {
             /* RFC 6120 §10.4: to the remote domain, whatever it is. */
-            r->remote->send(r->remote->ud, tree, to.domain);
+            send_external(r, tree, to.domain);
             tree = NULL;
         } else {
             route_default(r, &c);
@@ -748,7 +792,37 @@ void router_set_remote(router_t *r, const router_remote_t *remote)
 
 bool router_federates(const router_t *r)
 {
-    return r->remote != NULL;
+    return r->remote != NULL || r->cfg->component_count > 0;
+}
+
+bool router_is_component(const router_t *r, const char *domain)
+{
+    for (size_t i = 0; i < r->cfg->component_count; i++)
+        if (strcmp(r->cfg->components[i], domain) == 0)
+            return true;
+    return false;
+}
+
+const char *const *router_hosts(const router_t *r, size_t *count)
+{
+    *count = r->cfg->host_count;
+    return r->cfg->hosts;
+}
+
+size_t router_component_count(const router_t *r)
+{
+    return r->cfg->component_count;
+}
+
+const char *router_component(const router_t *r, size_t i, const char **name)
+{
+    *name = r->cfg->component_names != NULL ? r->cfg->component_names[i] : NULL;
+    return r->cfg->components[i];
+}
+
+void router_set_components(router_t *r, const router_remote_t *components)
+{
+    r->components = components;
 }
 
 void router_send_remote(router_t *r, xml_tree_t *tree)
@@ -759,12 +833,12 @@ void router_send_remote(router_t *r, xml_tree_t *tree)
         xml_tree_free(tree);
         return;
     }
-    if (r->remote == NULL || router_serves(r, to.domain)) {
-        LOG(r->log, LOG_DEBUG, 0, "%s for %s not sent: %s", tree->root->name,
-            to_s, r->remote == NULL ? "federation is off" : "a local domain");
+    if (router_serves(r, to.domain)) {
+        LOG(r->log, LOG_DEBUG, 0, "%s for %s not sent: a local domain",
+            tree->root->name, to_s);
         xml_tree_free(tree);
     } else {
-        r->remote->send(r->remote->ud, tree, to.domain);
+        send_external(r, tree, to.domain);
     }
     jid_clear(&to);
 }
@@ -837,7 +911,9 @@ void router_route_remote(router_t *r, xml_tree_t *tree)
         return;
     }
     if (jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK ||
-        !router_serves(r, to.domain) || router_serves(r, rs.t.jid.domain)) {
+        !(router_serves(r, to.domain) || router_is_component(r, to.domain)) ||
+        router_serves(r, rs.t.jid.domain) ||
+        router_is_component(r, rs.t.jid.domain)) {
         LOG(r->log, LOG_DEBUG, 0, "%s from %s to %s dropped: not for us",
             tree->root->name, from_s, to_s);
         xml_tree_free(tree);
@@ -849,6 +925,32 @@ void router_route_remote(router_t *r, xml_tree_t *tree)
         if (rs.t.holds != 0 || rs.t.held_head != NULL)
             LOG(r->log, LOG_ERROR, 0, "a remote sender was held: a bug");
     }
+    jid_clear(&to);
+    jid_clear(&rs.t.jid);
+}
+
+void router_route_component(router_t *r, xml_tree_t *tree)
+{
+    const char *from_s = xml_element_attr(tree->root, NULL, "from");
+    const char *to_s = xml_element_attr(tree->root, NULL, "to");
+    remote_sender_t rs = {
+        .t = {.ops = &remote_ops, .remote = true}, .r = r, .component = true};
+    jid_t to = {0};
+    if (from_s == NULL || to_s == NULL ||
+        jid_parse(from_s, strlen(from_s), 0, &rs.t.jid) != JID_OK ||
+        jid_parse(to_s, strlen(to_s), 0, &to) != JID_OK ||
+        !router_is_component(r, rs.t.jid.domain)) {
+        /* The component's stream checked both: not reached. */
+        xml_tree_free(tree);
+        jid_clear(&rs.t.jid);
+        return;
+    }
+    char local[JID_FORMAT_BUF];
+    snprintf(local, sizeof(local), "%s", to.domain);
+    rs.local = local;
+    route_now(r, &rs.t, tree);
+    if (rs.t.holds != 0 || rs.t.held_head != NULL)
+        LOG(r->log, LOG_ERROR, 0, "a component sender was held: a bug");
     jid_clear(&to);
     jid_clear(&rs.t.jid);
 }

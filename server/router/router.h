@@ -112,6 +112,13 @@ typedef struct router_config {
      * (modules/module.h); NULL: none, so only addressing and delivery to
      * full JIDs remain. Shared and read-only. */
     const struct module_registry *modules;
+    /* XEP-0114 components attached to this server: their domains
+     * (nameprep'd, none of `hosts`) and a name for service discovery each
+     * (NULL: none). What is addressed to them goes to
+     * router_set_components()'s transport. */
+    const char *const *components;
+    const char *const *component_names;
+    size_t component_count;
 } router_config_t;
 
 /* The config is referenced and must outlive the router. */
@@ -119,6 +126,8 @@ router_t *router_new(const router_config_t *cfg, const logger_t *log);
 void router_free(router_t *r);
 
 bool router_serves(const router_t *r, const char *domain);
+/* The served domains (router_config_t.hosts), *count of them. */
+const char *const *router_hosts(const router_t *r, size_t *count);
 
 /* Binds `resource` (Resourceprep'd, or NULL for a generated one) for the
  * bare JID `user` to target t. On success fills t->jid and returns NULL;
@@ -211,12 +220,39 @@ typedef struct router_remote {
 /* Sets (NULL: clears) where remote stanzas go; `remote` must outlive its
  * use. */
 void router_set_remote(router_t *r, const router_remote_t *remote);
+/* Whether stanzas can leave this server at all: federation is on or
+ * components are configured (a module then hands what is for a JID it
+ * does not serve to router_send_remote()). */
 bool router_federates(const router_t *r);
 
 /* A stanza a module sends (a presence broadcast, a subscription, a probe)
- * to a JID of another server. Takes the tree; dropped with a debug line
- * when federation is off. */
+ * to a JID of another server or of a component. Takes the tree; dropped
+ * with a debug line when it cannot go there (federation off). */
 void router_send_remote(router_t *r, xml_tree_t *tree);
+
+/* ------------------------------------------------------- components
+ *
+ * XEP-0114 components (server/component) are domains of their own that
+ * live outside the process: stanzas for them go to their transport as a
+ * stanza for another server would go to s2s, whoever sent it (a local
+ * user, another component, another server); stanzas from them come in
+ * through router_route_component() and may go to local users, other
+ * components and, with federation on, other servers. */
+
+/* Whether `domain` (nameprep'd) is a configured component's. */
+bool router_is_component(const router_t *r, const char *domain);
+/* The configured components: how many, and the i-th one's domain (its
+ * name for service discovery in *name, NULL when it has none). */
+size_t router_component_count(const router_t *r);
+const char *router_component(const router_t *r, size_t i, const char **name);
+/* Sets (NULL: clears) where stanzas for components go. `send` takes the
+ * tree (for `domain`, one of router_config_t.components): it delivers it
+ * or, with the component away, answers it (router_bounce). */
+void router_set_components(router_t *r, const router_remote_t *components);
+/* A stanza from a component: 'from' a JID at the component's domain, 'to'
+ * a valid JID (both checked by its stream), in jabber:client. Takes the
+ * tree. Replies go back to the component. */
+void router_route_component(router_t *r, xml_tree_t *tree);
 
 /* The error for `stanza` that could not reach its remote domain
  * (remote-server-not-found, remote-server-timeout), sent by the server

@@ -33,6 +33,7 @@
 #include "net/connector.h"
 #include "net/dns.h"
 #include "net/tls.h"
+#include "stream/stanza.h"
 #include "stream/stream.h"
 #include "stream/stream_client.h"
 
@@ -120,6 +121,8 @@ struct s2s {
     dns_t *dns;
     tls_ctx_t *tls_in, *tls_in_direct, *tls_out, *tls_out_direct;
     stream_config_t stream_cfg, stream_cfg_direct;
+    /* The domains other servers may address: ours and the components'. */
+    const char **hosts;
     s2s_listener_t *listeners;
     s2s_out_t *outs;
     s2s_link_t *links;
@@ -171,19 +174,6 @@ void s2s_dialback_key(const unsigned char *secret, size_t secret_len,
         out[2 * i + 1] = hex[mac[i] & 15];
     }
     out[64] = '\0';
-}
-
-/* ------------------------------------------------------------ namespaces */
-
-/* Stanzas arrive in jabber:server and are routed and delivered to clients
- * in jabber:client (RFC 6120 §4.8.3: the server translates). */
-static void to_client_ns(xml_node_t *el)
-{
-    if (el->ns != NULL && strcmp(el->ns, XML_NS_SERVER) == 0)
-        el->ns = XML_NS_CLIENT;
-    for (xml_node_t *c = el->children; c != NULL; c = c->next)
-        if (c->kind == XML_NODE_ELEMENT)
-            to_client_ns(c);
 }
 
 /* ------------------------------------------------------------- the queue */
@@ -263,8 +253,11 @@ static void remote_send(void *ud, xml_tree_t *tree, const char *domain)
         xml_tree_free(tree);
         return;
     }
-    if (!router_serves(s->w->router, f.domain) || s->shutting_down) {
-        /* RFC 6120 §10.1-4 (feature set): only what is from us goes out. */
+    if (!(router_serves(s->w->router, f.domain) ||
+          router_is_component(s->w->router, f.domain)) ||
+        s->shutting_down) {
+        /* RFC 6120 §10.1-4 (feature set): only what is from us (or from
+         * one of our components) goes out. */
         LOG(log_of(s), LOG_DEBUG, 0, "%s from %s to %s not sent",
             tree->root->name, from, domain);
         jid_clear(&f);
@@ -778,7 +771,7 @@ static void ih_close(void *ud)
 static void ih_stanza(void *ud, xml_tree_t *stanza)
 {
     s2s_in_t *in = ud;
-    to_client_ns(stanza->root);
+    stanza_to_client_ns(stanza->root, XML_NS_SERVER);
     router_route_remote(in->s->w->router, stanza);
 }
 
@@ -988,6 +981,16 @@ int s2s_start(worker_t *w)
     }
     stream_config_t *sc = &s->stream_cfg;
     *sc = srv->stream_cfg;
+    /* Components are reachable from other servers like our own domains
+     * (their DNS records point here). */
+    s->hosts =
+        xcalloc(cfg->host_count + cfg->component_count + 1, sizeof(*s->hosts));
+    for (size_t i = 0; i < cfg->host_count; i++)
+        s->hosts[i] = cfg->hosts[i];
+    for (size_t i = 0; i < cfg->component_count; i++)
+        s->hosts[cfg->host_count + i] = cfg->components[i].domain;
+    sc->hosts = s->hosts;
+    sc->host_count = cfg->host_count + cfg->component_count;
     sc->features = NULL;
     sc->feature_count = 0;
     sc->tls_available = s->tls_in != NULL;
@@ -1063,6 +1066,7 @@ void s2s_free(worker_t *w)
         free(o);
     }
     dns_free(s->dns);
+    free(s->hosts);
     tls_ctx_free(s->tls_in);
     tls_ctx_free(s->tls_in_direct);
     tls_ctx_free(s->tls_out);

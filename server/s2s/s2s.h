@@ -20,6 +20,9 @@
  * over a separate connection, XEP-0220 §2.2) — and hands authorized
  * stanzas to the router (router_route_remote).
  *
+ * Our XEP-0114 components' domains (router_is_component) count as ours:
+ * other servers may address them and they may send out through s2s.
+ *
  * Dialback keys follow XEP-0185: HMAC-SHA256 over "Receiving Originating
  * StreamID" with SHA256(secret) (hex) as the key; the secret is
  * s2s.dialback_secret or random at each start.

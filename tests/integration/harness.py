@@ -213,6 +213,7 @@ class Server:
         # express, such as s2s with its lists of groups).
         self.raw = raw
         self.s2s_port = None  # the first s2s listener, from the log
+        self.component_port = None  # the first component listener
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.settings = {
             'c2s': {'require_encryption': True,
@@ -337,6 +338,9 @@ class Server:
             m2 = re.search(r's2s listening on [0-9.:]+:(\d+) ', line)
             if m2 and self.s2s_port is None:
                 self.s2s_port = int(m2.group(1))
+            m3 = re.search(r'component listening on [0-9.:]+:(\d+) ', line)
+            if m3 and self.component_port is None:
+                self.component_port = int(m3.group(1))
             if m:
                 if m.group(2) == 'STARTTLS':
                     self.port = int(m.group(1))

@@ -293,5 +293,49 @@ class PeerDownTest(harness.ServerTestCase):
             a.stop()
 
 
+class ComponentFederationTest(harness.ServerTestCase):
+    """An XEP-0114 component of a.test's server (bot.a.test) is reachable
+    from b.test's users, and reaches them: the stanzas cross s2s with the
+    component's domain authenticated by dialback (b.test verifies it with
+    a.test's server, to which bot.a.test routes)."""
+
+    def test_component_across_servers(self):
+        from test_component import Component
+        pa, pb = free_port(), free_port()
+        comp_conf = ('component = { listen = ( { address = "127.0.0.1"; '
+                     'port = 0; } ); domains = ( { domain = "bot.a.test"; '
+                     'secret = "s"; } ); };')
+        a = harness.Server(users={'alice@a.test': 'pa'}, hosts=['a.test'],
+                           cert=ca.cert('comp-a', ['localhost']),
+                           raw=s2s_conf(pa, [('b.test', pb)], ca.crt) +
+                           comp_conf)
+        b = harness.Server(users={'bob@b.test': 'pb'}, hosts=['b.test'],
+                           cert=ca.cert('comp-b', ['localhost']),
+                           raw=s2s_conf(pb, [('a.test', pa),
+                                             ('bot.a.test', pa)], ca.crt))
+        comp = None
+        try:
+            comp = Component(a, 'bot.a.test', 's')
+            bob = Session(self.login(b, 'bob@b.test', password='pb',
+                                     resource='r'))
+            bob.presence()
+            comp.send("<message from='echo@bot.a.test' to='bob@b.test/r' "
+                      "id='c1'><body>from a component</body></message>")
+            m = bob.wait(lambda el: el.tag == MESSAGE and
+                         el.findtext(BODY) == 'from a component',
+                         'the component message', timeout=20)
+            self.assertEqual(m.get('from'), 'echo@bot.a.test')
+            bob.message('echo@bot.a.test', 'back to the component')
+            got = comp.expect('message', timeout=20)
+            self.assertEqual(got.get('from'), 'bob@b.test/r')
+            self.assertEqual(got.findtext('{jabber:component:accept}body'),
+                             'back to the component')
+        finally:
+            if comp is not None:
+                comp.close()
+            a.stop()
+            b.stop()
+
+
 if __name__ == '__main__':
     harness.main()

@@ -19,7 +19,11 @@
     alice's published nickname; her avatar data is there to fetch;
   - xep_0012: the server's uptime, and 0 for alice (online) asked by bob
     (who may see her presence);
-  - xep_0077: bob changes his password; only the new one logs in then.
+  - xep_0077: bob changes his password; only the new one logs in then;
+  - xep_0114: slixmpp's ComponentXMPP connects as echo.localhost with its
+    secret; alice finds it in the server's disco#items, asks its disco#info
+    (answered by slixmpp's xep_0030 on the component), and her message
+    comes back echoed.
 
 alice and bob have a subscription both (starlingctl).
 
@@ -59,6 +63,47 @@ class ServiceBot(Bot):
                                lambda m: self.carbons.append(('sent', m)))
 
 
+class EchoComponent(slixmpp.ComponentXMPP if slixmpp else object):
+    """An XEP-0114 component that echoes messages and describes itself."""
+
+    def __init__(self, jid, secret, port):
+        super().__init__(jid, secret, '127.0.0.1', port)
+        self.register_plugin('xep_0030')
+        self['xep_0030'].add_identity(category='automation', itype='bot',
+                                      name='Echo', jid=self.boundjid)
+        self.loop_ = asyncio.get_event_loop()
+        self.started = self.loop_.create_future()
+        self.transcript = []
+        self.add_filter('in', self._record)
+        self.add_event_handler('session_start', self._on_start)
+        self.add_event_handler('message', self._on_message)
+
+    def _record(self, stanza):
+        self.transcript.append(str(stanza))
+        return stanza
+
+    def _on_start(self, _event):
+        if not self.started.done():
+            self.started.set_result(True)
+
+    def _on_message(self, msg):
+        if msg['type'] in ('chat', 'normal') and msg['body']:
+            msg.reply('echo: %s' % msg['body']).send()
+
+    def dump(self):
+        return '\n'.join(['--- stanzas received by the component ---']
+                         + self.transcript)
+
+
+COMPONENT = '''
+component = {
+    listen = ( { address = "127.0.0.1"; port = 0; } );
+    domains = ( { domain = "echo.localhost"; secret = "echo-secret";
+                  name = "Echo"; } );
+};
+'''
+
+
 @unittest.skipIf(slixmpp is None, 'slixmpp is not installed')
 class SlixmppServices(im_test.SlixmppIM):
     # The plumbing of SlixmppIM, not its scenario.
@@ -68,7 +113,8 @@ class SlixmppServices(im_test.SlixmppIM):
         self.bots = []
         self.srv = harness.Server(sasl={'offer_plus': False},
                                   limits={'idle_timeout': 2.0,
-                                          'ping_timeout': 2.0})
+                                          'ping_timeout': 2.0},
+                                  raw=COMPONENT)
         self.addCleanup(self.srv.stop)
         self.srv.befriend('alice@localhost', 'bob@localhost')
 
@@ -221,6 +267,27 @@ class SlixmppServices(im_test.SlixmppIM):
         # xep_0077: bob changes his password in-band.
         await bob['xep_0077'].change_password('b0b-n3w', jid='localhost',
                                               timeout=STEP)
+
+        # xep_0114: a slixmpp component.
+        comp = EchoComponent('echo.localhost', 'echo-secret',
+                             self.srv.component_port)
+        self.bots.append(comp)
+        comp.connect()
+        await asyncio.wait_for(comp.started, STEP)
+        await self.logged(r'component echo\.localhost connected')
+        items = await a1['xep_0030'].get_items(jid='localhost', timeout=STEP)
+        self.assertIn(('echo.localhost', None, 'Echo'),
+                      items['disco_items']['items'])
+        info = await a1['xep_0030'].get_info(jid='echo.localhost',
+                                             timeout=STEP)
+        self.assertIn(('automation', 'bot', None, 'Echo'),
+                      info['disco_info']['identities'])
+        n = len(a1.messages)
+        a1.send_message(mto='echo.localhost', mbody='ping?', mtype='chat')
+        await self.until('the echo', lambda: len(a1.messages) > n)
+        echo = a1.messages[-1]
+        self.assertEqual(str(echo['from']), 'echo.localhost')
+        self.assertEqual(echo['body'], 'echo: ping?')
 
 
 if __name__ == '__main__':

@@ -162,6 +162,20 @@ static void assert_same_settings(const server_config_t *a,
         assert_string_equal(a->s2s_routes[i].host, b->s2s_routes[i].host);
         assert_int_equal(a->s2s_routes[i].port, b->s2s_routes[i].port);
     }
+    assert_int_equal(a->component_listen_count, b->component_listen_count);
+    for (size_t i = 0; i < a->component_listen_count; i++) {
+        assert_string_equal(a->component_listen[i].address,
+                            b->component_listen[i].address);
+        assert_int_equal(a->component_listen[i].port,
+                         b->component_listen[i].port);
+    }
+    assert_int_equal(a->component_count, b->component_count);
+    for (size_t i = 0; i < a->component_count; i++) {
+        assert_string_equal(a->components[i].domain, b->components[i].domain);
+        assert_string_equal(a->components[i].secret, b->components[i].secret);
+        assert_true((a->components[i].name == NULL) ==
+                    (b->components[i].name == NULL));
+    }
     assert_int_equal(a->s2s_dialback, b->s2s_dialback);
     assert_int_equal(a->s2s_secure_auth, b->s2s_secure_auth);
     assert_int_equal(a->s2s_require_encryption, b->s2s_require_encryption);
@@ -819,6 +833,50 @@ static void test_s2s(void **state)
     load_fails(f, "s2s = {\n queue_max = 0; };\n", 2, "out of range");
 }
 
+/* component: external components (XEP-0114), and their errors. */
+static void test_components(void **state)
+{
+    fixture_t *f = *state;
+    server_config_t c;
+
+    load_ok(f,
+            "hosts = [ \"example.org\" ];\n"
+            "component = {\n"
+            "  listen = ( { address = \"::1\"; port = 0; } );\n"
+            "  domains = ( { domain = \"Bot.Example.ORG\"; secret = \"s\"; "
+            "name = \"A bot\"; },\n"
+            "    { domain = \"gw.example.org\"; secret = \"t\"; } ); };\n",
+            &c);
+    assert_int_equal(c.component_listen_count, 1);
+    assert_string_equal(c.component_listen[0].address, "::1");
+    assert_int_equal(c.component_count, 2);
+    assert_string_equal(c.components[0].domain, "bot.example.org");
+    assert_string_equal(c.components[0].secret, "s");
+    assert_string_equal(c.components[0].name, "A bot");
+    assert_int_equal(c.components[0].line, 4);
+    assert_null(c.components[1].name);
+    config_free(&c);
+
+    load_fails(f, "component = {\n domains = ( { domain = \"a.b\"; } ); };\n",
+               2, "secret is required");
+    load_fails(f,
+               "component = {\n domains = ( { domain = \"a.b\"; secret = "
+               "\"\"; } ); };\n",
+               2, "must not be empty");
+    load_fails(f,
+               "component = {\n domains = ( { domain = \"a.b\"; secret = "
+               "\"x\"; },\n { domain = \"A.B\"; secret = \"y\"; } ); };\n",
+               3, "listed twice");
+    load_fails(f,
+               "hosts = [ \"example.org\" ];\ncomponent = {\n domains = ( {"
+               " domain = \"example.org\"; secret = \"x\"; } ); };\n",
+               3, "a component needs a domain of its own");
+    load_fails(f,
+               "component = {\n listen = ( { address = \"127.0.0.1\"; "
+               "port = 5347; direct_tls = true; } ); };\n",
+               2, "component streams have no TLS");
+}
+
 static void test_modules_settings(void **state)
 {
     fixture_t *f = *state;
@@ -1094,6 +1152,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modules_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s2s, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_strings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_components, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modules_errors, setup, teardown),
         cmocka_unit_test(test_check_defaults),
         cmocka_unit_test_setup_teardown(test_check_ok, setup, teardown),

@@ -71,8 +71,11 @@ static int setup(void **state)
     if (e->mods == NULL)
         return -1;
     e->hosts[0] = "localhost";
-    e->cfg =
-        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
+    e->cfg = (router_config_t){.hosts = e->hosts,
+                               .host_count = 1,
+                               .conflict = ROUTER_CONFLICT_NEW_WINS,
+                               .max_resources = 8,
+                               .modules = e->mods};
     e->r = router_new(&e->cfg, &e->log);
     if (e->r == NULL)
         return -1;

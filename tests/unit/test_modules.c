@@ -257,8 +257,11 @@ static void start(env_t *e)
                                   &e->log, err, sizeof(err));
     if (e->mods == NULL)
         fail_msg("registry: %s", err);
-    e->cfg =
-        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
+    e->cfg = (router_config_t){.hosts = e->hosts,
+                               .host_count = 1,
+                               .conflict = ROUTER_CONFLICT_NEW_WINS,
+                               .max_resources = 8,
+                               .modules = e->mods};
     e->r = router_new(&e->cfg, &e->log);
     assert_non_null(e->r);
     fake_bind(e->r, &e->a, "alice@localhost", "a");
@@ -542,8 +545,11 @@ static void test_real_ping_and_disco(void **state)
     assert_int_equal(config_defaults(&cfg), 0);
     e->mods = modules_start(&cfg, NULL, &e->log, err, sizeof(err));
     assert_non_null(e->mods);
-    e->cfg =
-        (router_config_t){e->hosts, 1, ROUTER_CONFLICT_NEW_WINS, 8, e->mods};
+    e->cfg = (router_config_t){.hosts = e->hosts,
+                               .host_count = 1,
+                               .conflict = ROUTER_CONFLICT_NEW_WINS,
+                               .max_resources = 8,
+                               .modules = e->mods};
     e->r = router_new(&e->cfg, &e->log);
     fake_bind(e->r, &e->a, "alice@localhost", "a");
     fake_send(e->r, &e->a,

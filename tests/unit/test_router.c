@@ -38,7 +38,11 @@ static int setup_with(void **state, router_conflict_t conflict,
         return -1;
     e->hosts[0] = "localhost";
     e->hosts[1] = "example.org";
-    e->cfg = (router_config_t){e->hosts, 2, conflict, max_resources, e->mods};
+    e->cfg = (router_config_t){.hosts = e->hosts,
+                               .host_count = 2,
+                               .conflict = conflict,
+                               .max_resources = max_resources,
+                               .modules = e->mods};
     e->r = router_new(&e->cfg, &e->log);
     if (e->r == NULL)
         return -1;
