@@ -237,6 +237,7 @@ typedef struct fz {
 
     /* Pending asynchronous answers. */
     bool pend_tls, pend_lookup, pend_password, pend_bind, pend_delay;
+    xml_tree_t *pend_preauth; /* an IQ before authentication, unanswered */
     bool lookup_found;
     sasl_server_t *pw_sess;
     char bind_res[JID_PART_BUF];
@@ -627,6 +628,45 @@ static void o_bind(void *ud, const jid_t *user, const char *resource)
         answer_bind(f);
 }
 
+/* An IQ before authentication (XEP-0077): registration IQs are taken
+ * and answered with an empty result (after the feed when binds are), any
+ * other is refused. */
+static void answer_preauth(fz_t *f)
+{
+    xml_tree_t *t = f->pend_preauth;
+    f->pend_preauth = NULL;
+    xml_tree_t *r = xml_tree_new();
+    xml_node_t *iq =
+        r != NULL ? xml_element_new(r, NULL, XML_NS_CLIENT, "iq") : NULL;
+    const char *id = xml_element_attr(t->root, NULL, "id");
+    if (iq != NULL &&
+        xml_element_set_attr(r, iq, NULL, "type", "result") == 0 &&
+        (id == NULL || xml_element_set_attr(r, iq, NULL, "id", id) == 0))
+        stream_preauth_done(f->s, iq);
+    else
+        stream_preauth_done(f->s, NULL);
+    xml_tree_free(r);
+    xml_tree_free(t);
+}
+
+static bool o_preauth_iq(void *ud, const char *domain, xml_tree_t *iq)
+{
+    fz_t *f = ud;
+    CHECK(!f->closed && f->pend_preauth == NULL);
+    CHECK(!stream_is_authenticated(f->s));
+    CHECK(domain != NULL);
+    CHECK(strcmp(iq->root->name, "iq") == 0);
+    const xml_node_t *c = iq->root->children;
+    while (c != NULL && c->kind != XML_NODE_ELEMENT)
+        c = c->next;
+    if (c == NULL || c->ns == NULL || strcmp(c->ns, "jabber:iq:register") != 0)
+        return false;
+    f->pend_preauth = iq;
+    if (!f->async_bind)
+        answer_preauth(f);
+    return true;
+}
+
 /* A stanza serialized as the router would, parsed back in a fresh stream,
  * is the same tree. */
 typedef struct reparse {
@@ -745,6 +785,7 @@ static const stream_hooks_t HOOKS = {
     .auth_failed = o_auth_failed,
     .bind = o_bind,
     .stanza = o_stanza,
+    .preauth_iq = o_preauth_iq,
 };
 
 /* Answers whatever waits, in the order a loop would see completions. Each
@@ -769,6 +810,8 @@ static void resolve_pending(fz_t *f)
         } else if (f->pend_delay) {
             f->pend_delay = false;
             stream_auth_delay_done(f->s);
+        } else if (f->pend_preauth != NULL) {
+            answer_preauth(f);
         } else {
             return;
         }
@@ -1030,6 +1073,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Late answers (the store, the thread pool) must be harmless. */
     resolve_pending(&f);
     stream_abort(f.s);
+    xml_tree_free(f.pend_preauth);
     stream_free(f.s);
 
     xml_parser_free(f.chk);

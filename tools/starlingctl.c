@@ -14,9 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "base/rand.h"
 #include "base/xalloc.h"
 #include "config/config.h"
 #include "jid/jid.h"
@@ -61,6 +63,12 @@ static const char usage_text[] =
     "                    remove CONTACT from the roster; when CONTACT is an\n"
     "                    account here, JID's item in its roster loses its\n"
     "                    subscription (as after an unsubscribe both ways)\n"
+    "  invite DOMAIN [--days N]\n"
+    "                    make an invitation to create one account on DOMAIN\n"
+    "                    in-band (XEP-0077 with register.invite_only): prints\n"
+    "                    'token TOKEN', 'uri xmpp:DOMAIN?register;preauth=\n"
+    "                    TOKEN' (XEP-0401, for the new user's client) and\n"
+    "                    'expires TIME'; valid N days (default 7), used once\n"
     "  check             check the configuration: syntax, ranges, certificate\n"
     "                    and key, hosts covered, listeners, storage\n"
     "  cert HOST [--days N] [--out DIR] [--force]\n"
@@ -513,6 +521,46 @@ static int cmd_adduser(ctl_t *ctl, const char *arg)
 static int cmd_passwd(ctl_t *ctl, const char *arg)
 {
     return set_password(ctl, arg, false);
+}
+
+static int cmd_invite(ctl_t *ctl, const char *domain_arg, int days)
+{
+    char domain[JID_PART_BUF], token[32], when[32];
+    wait_t w = {false, 0};
+    int rc = 1;
+    int jr = jid_prepare_domain(domain_arg, strlen(domain_arg), JID_STORED,
+                                domain, NULL);
+
+    if (jr != JID_OK)
+        return fail("%s: not a valid domain (%s)", domain_arg,
+                    jid_strerror(jr));
+    if (!serves(&ctl->cfg, domain)) {
+        char hosts[1024];
+
+        hosts_list(&ctl->cfg, hosts, sizeof(hosts));
+        return fail("%s is not served by this server (hosts: %s)", domain,
+                    hosts);
+    }
+    if (rand_id(token, sizeof(token), 128) < 0)
+        return fail("no randomness from the kernel");
+    time_t expires = time(NULL) + (time_t)days * 86400;
+    struct tm tm;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&expires, &tm));
+    if (open_store(ctl) == 0) {
+        store_invite_create(ctl->store, domain, token, (int64_t)expires,
+                            on_done, &w);
+        if (wait_for(ctl, &w) == 0) {
+            if (w.err == STORE_OK)
+                rc = 0;
+            else
+                fail("%s: %s", ctl->cfg.storage_path, store_strerror(w.err));
+        }
+    }
+    close_store(ctl);
+    if (rc == 0)
+        printf("token %s\nuri xmpp:%s?register;preauth=%s\nexpires %s\n", token,
+               domain, token, when);
+    return rc;
 }
 
 static int cmd_deluser(ctl_t *ctl, const char *arg)
@@ -1231,6 +1279,7 @@ static int run(int argc, char **argv, const char **groups)
     size_t nargs = 0;
     int days = CERT_DAYS_DEFAULT;
     bool force = false, cert_opts = false, roster_set = false;
+    bool days_given = false;
     roster_opts_t ro = {NULL, NULL, 0, false};
     ctl_t ctl;
     const char *cmd;
@@ -1258,7 +1307,7 @@ static int run(int argc, char **argv, const char **groups)
         } else if (strcmp(a, "--days") == 0) {
             if (++i == argc || !parse_days(argv[i], &days))
                 return usage_error("--days needs a number from 1 to 36500");
-            cert_opts = true;
+            days_given = true;
         } else if (strcmp(a, "--out") == 0) {
             if (++i == argc)
                 return usage_error("--out needs a directory");
@@ -1301,7 +1350,9 @@ static int run(int argc, char **argv, const char **groups)
         return usage_error("no command given");
     cmd = args[0];
     if (cert_opts && strcmp(cmd, "cert") != 0)
-        return usage_error("--days, --out and --force go with cert only");
+        return usage_error("--out and --force go with cert only");
+    if (days_given && strcmp(cmd, "cert") != 0 && strcmp(cmd, "invite") != 0)
+        return usage_error("--days goes with cert and invite only");
     if (roster_set && strcmp(cmd, "roster") != 0)
         return usage_error(
             "--name, --group and --both go with roster JID add only");
@@ -1336,6 +1387,9 @@ static int run(int argc, char **argv, const char **groups)
         if (roster_set && (nargs != 4 || strcmp(args[2], "add") != 0))
             return usage_error(
                 "--name, --group and --both go with roster JID add only");
+    } else if (strcmp(cmd, "invite") == 0) {
+        if (nargs != 2)
+            return usage_error("usage: starlingctl invite DOMAIN [--days N]");
     } else if (strcmp(cmd, "check") == 0) {
         if (nargs != 1)
             return usage_error("usage: starlingctl check");
@@ -1355,6 +1409,8 @@ static int run(int argc, char **argv, const char **groups)
         rc = cmd_deluser(&ctl, args[1]);
     else if (strcmp(cmd, "users") == 0)
         rc = cmd_users(&ctl, nargs == 2 ? args[1] : NULL);
+    else if (strcmp(cmd, "invite") == 0)
+        rc = cmd_invite(&ctl, args[1], days_given ? days : 7);
     else if (strcmp(cmd, "roster") == 0)
         rc = cmd_roster(&ctl, args[1], nargs == 4 ? args[2] : NULL,
                         nargs == 4 ? args[3] : NULL, &ro);

@@ -35,7 +35,12 @@ enum waiting {
     WAIT_PASSWORD, /* check_password */
     WAIT_BIND,     /* bind */
     WAIT_DELAY,    /* a SASL failure held back (auth_failed) */
+    WAIT_PREAUTH,  /* an IQ before authentication (preauth_iq) */
 };
+
+/* IQs one stream may send before authenticating (in-band registration
+ * needs two or three); more is a client probing. */
+enum { PREAUTH_IQ_MAX = 16 };
 
 struct stream {
     const stream_config_t *cfg;
@@ -65,6 +70,7 @@ struct stream {
     bool sasl_expect_first; /* <challenge/> sent for an absent initial
                                response; the next <response/> is the first */
     unsigned auth_failures;
+    unsigned preauth_iqs;
     unsigned advertised_mechs;
     unsigned advertised_cb;
     unsigned char cb_exporter[64];
@@ -1069,6 +1075,23 @@ static void process_element(stream_t *s, xml_tree_t *t)
     }
     if (!stanza_ns_ok(s, t))
         return;
+    if (!s->authenticated && strcmp(el->name, "iq") == 0 &&
+        s->hooks.preauth_iq != NULL) {
+        /* XEP-0077: registration (and what goes with it) before SASL. */
+        if (++s->preauth_iqs > PREAUTH_IQ_MAX) {
+            xml_tree_free(t);
+            fail_stream(s, "policy-violation",
+                        "too many requests before authentication");
+            return;
+        }
+        s->waiting = WAIT_PREAUTH;
+        if (s->hooks.preauth_iq(s->ud, s->domain, t))
+            return;
+        s->waiting = WAIT_NONE;
+        xml_tree_free(t);
+        fail_stream(s, "not-authorized", "authenticate first");
+        return;
+    }
     if (!s->authenticated) {
         xml_tree_free(t);
         fail_stream(s, "not-authorized", "authenticate first");
@@ -1711,6 +1734,18 @@ void stream_auth_delay_done(stream_t *s)
     buf_t b = s->held_failure;
     s->held_failure = (buf_t)BUF_INIT;
     sasl_failure_out(s, &b);
+    process_queue(s);
+}
+
+void stream_preauth_done(stream_t *s, const xml_node_t *answer)
+{
+    if (s->waiting != WAIT_PREAUTH)
+        return;
+    s->waiting = WAIT_NONE;
+    if (s->state != STREAM_OPEN)
+        return;
+    if (answer != NULL && send_tree(s, answer) < 0)
+        return;
     process_queue(s);
 }
 

@@ -81,6 +81,14 @@ typedef struct stream_hooks {
      * (CONVENTIONS.md, out-of-memory policy). */
     int (*send_checked)(void *ud, const char *data, size_t len);
 
+    /* Optional (c2s): an IQ the client sent before authenticating, in the
+     * stream's service `domain` (XEP-0077 in-band registration). Return
+     * true to take the tree and answer later with stream_preauth_done()
+     * (elements that arrive meanwhile wait); false leaves the tree to the
+     * stream, which ends with not-authorized as without this hook. At
+     * most 16 such IQs per stream, then policy-violation. */
+    bool (*preauth_iq)(void *ud, const char *domain, xml_tree_t *iq);
+
     /* Server-to-server streams (stream_new_s2s_in) only; NULL otherwise.
      * Is the peer's TLS certificate valid for `domain` (RFC 6125, checked
      * by the owner)? Decides whether SASL EXTERNAL (XEP-0178) is offered
@@ -228,6 +236,10 @@ void stream_sasl_password_checked(stream_t *s, bool ok);
 /* The delay that auth_failed asked for has passed: the <failure/> goes
  * out and queued elements are handled. */
 void stream_auth_delay_done(stream_t *s);
+
+/* Answers preauth_iq: sends `answer` (an IQ result or error; NULL: none)
+ * and handles what waited. */
+void stream_preauth_done(stream_t *s, const xml_node_t *answer);
 
 /* Answers bind: resource is the bound resource on success; otherwise
  * `condition` is the stanza error condition (e.g. "conflict",

@@ -363,6 +363,45 @@ static void hook_lookup_account(void *ud, const char *domain, const char *node)
     store_account_get(s->srv->store, domain, node, on_account, s);
 }
 
+/* XEP-0077 before authentication: the request a module answers. */
+typedef struct preauth_req {
+    module_preauth_t p; /* first */
+    c2s_session_t *s;
+} preauth_req_t;
+
+static void preauth_answer(module_preauth_t *p, const xml_node_t *answer)
+{
+    preauth_req_t *r = (preauth_req_t *)p;
+    c2s_session_t *s = r->s;
+    xml_tree_free(p->iq);
+    free(r);
+    s->pending--;
+    if (s->closing) {
+        session_maybe_free(s);
+        return;
+    }
+    stream_preauth_done(s->stream, answer);
+    session_after_stream(s);
+}
+
+static bool hook_preauth_iq(void *ud, const char *domain, xml_tree_t *iq)
+{
+    c2s_session_t *s = ud;
+    preauth_req_t *r = xcalloc(1, sizeof(*r));
+    r->s = s;
+    r->p = (module_preauth_t){.iq = iq,
+                              .domain = domain,
+                              .address = session_addr(s),
+                              .conn = s->target.conn,
+                              .answer = preauth_answer};
+    s->pending++;
+    if (module_registry_preauth_iq(s->srv->modules, &r->p))
+        return true;
+    s->pending--;
+    free(r);
+    return false;
+}
+
 struct pw_work {
     uv_work_t req;
     c2s_session_t *s;
@@ -486,6 +525,7 @@ static const stream_hooks_t c2s_hooks = {
     .start_tls = hook_start_tls,
     .close = hook_close,
     .lookup_account = hook_lookup_account,
+    .preauth_iq = hook_preauth_iq,
     .check_password = hook_check_password,
     .auth_failed = hook_auth_failed,
     .bind = hook_bind,

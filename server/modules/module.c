@@ -276,6 +276,74 @@ bool module_registry_entity_has(const module_registry_t *reg, const char *full,
     return false;
 }
 
+bool module_registry_preauth_iq(const module_registry_t *reg,
+                                module_preauth_t *p)
+{
+    for (size_t i = 0; reg != NULL && i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->preauth_iq != NULL &&
+            m->desc->preauth_iq(m->state, m->settings, p))
+            return true;
+    }
+    return false;
+}
+
+bool module_registry_has_preauth(const module_registry_t *reg)
+{
+    for (size_t i = 0; reg != NULL && i < reg->count; i++)
+        if (reg->mods[i].desc->preauth_iq != NULL)
+            return true;
+    return false;
+}
+
+void module_preauth_answer(module_preauth_t *p, const xml_node_t *answer)
+{
+    p->answer(p, answer);
+}
+
+/* <iq type='result|error' id=...> answering p's request, from its domain. */
+static xml_node_t *preauth_reply(module_preauth_t *p, xml_tree_t *t,
+                                 const char *type)
+{
+    const char *id = xml_element_attr(p->iq->root, NULL, "id");
+    xml_node_t *iq = xml_element_new(t, NULL, XML_NS_CLIENT, "iq");
+    if (iq == NULL || xml_element_set_attr(t, iq, NULL, "type", type) < 0 ||
+        (id != NULL && xml_element_set_attr(t, iq, NULL, "id", id) < 0) ||
+        xml_element_set_attr(t, iq, NULL, "from", p->domain) < 0)
+        xalloc_fail(256);
+    return iq;
+}
+
+void module_preauth_result(module_preauth_t *p)
+{
+    xml_tree_t *t = xml_tree_new();
+    if (t == NULL)
+        xalloc_fail(256);
+    xml_node_t *iq = preauth_reply(p, t, "result");
+    module_preauth_answer(p, iq);
+    xml_tree_free(t);
+}
+
+void module_preauth_error(module_preauth_t *p, const char *type,
+                          const char *condition, const char *text)
+{
+    xml_tree_t *t = xml_tree_new();
+    if (t == NULL)
+        xalloc_fail(256);
+    xml_node_t *iq = preauth_reply(p, t, "error");
+    xml_node_t *err = xml_element_new(t, iq, XML_NS_CLIENT, "error");
+    if (err == NULL || xml_element_set_attr(t, err, NULL, "type", type) < 0 ||
+        xml_element_new(t, err, STREAM_NS_STANZAS, condition) == NULL)
+        xalloc_fail(256);
+    if (text != NULL) {
+        xml_node_t *tx = xml_element_new(t, err, STREAM_NS_STANZAS, "text");
+        if (tx == NULL || xml_element_add_text(t, tx, text, strlen(text)) < 0)
+            xalloc_fail(256);
+    }
+    module_preauth_answer(p, iq);
+    xml_tree_free(t);
+}
+
 int module_registry_server_info(const module_registry_t *reg, xml_tree_t *t,
                                 xml_node_t *q)
 {

@@ -166,6 +166,30 @@ typedef struct module_identity {
     const char *name; /* or NULL */
 } module_identity_t;
 
+/* An IQ a client sent before authenticating (XEP-0077 in-band
+ * registration, XEP-0445 invitation tokens): what a module's preauth_iq is
+ * given. The c2s session stays while the request is open; the module
+ * answers exactly once with module_preauth_answer(), at once or later
+ * (after the store), which frees the request. */
+typedef struct module_preauth module_preauth_t;
+struct module_preauth {
+    xml_tree_t *iq;      /* the request, owned by the request */
+    const char *domain;  /* the service the stream names (a host of ours) */
+    const char *address; /* the client's IP address */
+    unsigned long conn;  /* the connection's id, unique on its worker */
+    /* The owner's: sends `answer` (NULL: nothing) and frees p. */
+    void (*answer)(module_preauth_t *p, const xml_node_t *answer);
+};
+
+/* Answers p (see module_preauth_t) and frees it. */
+void module_preauth_answer(module_preauth_t *p, const xml_node_t *answer);
+/* Answers p with an IQ error of `type` and `condition` (and `text` when
+ * not NULL), without the request's payload (a password is never echoed). */
+void module_preauth_error(module_preauth_t *p, const char *type,
+                          const char *condition, const char *text);
+/* Answers p with an empty IQ result. */
+void module_preauth_result(module_preauth_t *p);
+
 /* What init is given. */
 typedef struct module_env {
     const server_config_t *cfg; /* NULL in unit tests that need none */
@@ -235,6 +259,12 @@ typedef struct module_desc {
      * instance state; c2s offers them on every client stream. A row's
      * handle() gets the c2s session as owner_ud. */
     const stream_feature_t *stream_features;
+
+    /* An IQ before authentication (module_preauth_t): returns false when
+     * the module does not take it (the next module is asked; none: the
+     * stream ends with not-authorized), true when it answers, now or
+     * later. NULL: none. */
+    bool (*preauth_iq)(void *state, const void *settings, module_preauth_t *p);
 } module_desc_t;
 
 /* Builds the registry from `count` descriptors, those with enabled[i] (or
@@ -267,6 +297,13 @@ module_registry_stream_features(const module_registry_t *reg, size_t *count);
  * failed (out of memory). */
 int module_registry_disco_extend(const module_registry_t *reg, xml_tree_t *t,
                                  xml_node_t *query);
+
+/* Offers p to the modules with a preauth_iq in list order; false when
+ * none took it (p is then still the caller's). */
+bool module_registry_preauth_iq(const module_registry_t *reg,
+                                module_preauth_t *p);
+/* Whether any enabled module takes IQs before authentication. */
+bool module_registry_has_preauth(const module_registry_t *reg);
 
 /* Whether a module that keeps XEP-0115 caps knows `full` has `feature`. */
 bool module_registry_entity_has(const module_registry_t *reg, const char *full,

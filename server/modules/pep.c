@@ -122,15 +122,19 @@ static xml_tree_t *event_new(pep_state_t *st, const char *owner,
 
 /* Sends event tree t to every available resource of `bare` (local) that
  * wants NODE+notify, with 'to' set to each. */
+/* XEP-0163 §4.3.2: never to a contact the owner blocks or who blocks
+ * the owner (XEP-0191), whose routing hooks these do not pass. */
 static void notify_local(router_t *r, const module_registry_t *reg,
-                         xml_tree_t *t, const char *bare, const char *notify)
+                         xml_tree_t *t, const char *owner, const char *bare,
+                         const char *notify)
 {
     for (route_target_t *res = router_resources_bare(r, bare); res != NULL;
          res = res->next_resource) {
         char full[JID_FORMAT_BUF + JID_PART_BUF];
         if (!res->available ||
             jid_format(&res->jid, false, full, sizeof(full)) < 0 ||
-            !module_registry_entity_has(reg, full, notify))
+            !module_registry_entity_has(reg, full, notify) ||
+            module_registry_blocked(reg, owner, &res->jid))
             continue;
         if (xml_element_set_attr(t, t->root, NULL, "to", full) < 0)
             xalloc_fail(64);
@@ -164,7 +168,7 @@ static void on_notify_roster(void *ud, int err, const store_roster_t *ros)
     size_t n = strlen(j->node) + 8;
     char *notify = xmalloc(n);
     snprintf(notify, n, "%s+notify", j->node);
-    notify_local(j->router, j->reg, j->event, j->owner, notify);
+    notify_local(j->router, j->reg, j->event, j->owner, j->owner, notify);
     for (size_t i = 0;
          err == STORE_OK && j->config.access != PEP_ACCESS_WHITELIST &&
          i < ros->count;
@@ -174,8 +178,16 @@ static void on_notify_roster(void *ud, int err, const store_roster_t *ros)
             continue;
         const char *at = strchr(it->contact, '@');
         if (at != NULL && router_serves(j->router, at + 1)) {
-            notify_local(j->router, j->reg, j->event, it->contact, notify);
+            notify_local(j->router, j->reg, j->event, j->owner, it->contact,
+                         notify);
         } else if (router_federates(j->router)) {
+            jid_t to;
+            if (jid_parse(it->contact, strlen(it->contact), 0, &to) != JID_OK)
+                continue;
+            bool blocked = module_registry_blocked(j->reg, j->owner, &to);
+            jid_clear(&to);
+            if (blocked)
+                continue;
             xml_tree_t *copy = xml_tree_new();
             if (copy == NULL ||
                 xml_node_copy(copy, NULL, j->event->root) == NULL ||
@@ -679,7 +691,8 @@ static void on_last_items(void *ud, int err, const store_data_item_t *items,
     last_req_t *r = ud;
     last_job_t *j = r->job;
     route_target_t *t = router_find_conn(j->router, &j->who, j->conn);
-    if (err == STORE_OK && count > 0 && t != NULL && t->available) {
+    if (err == STORE_OK && count > 0 && t != NULL && t->available &&
+        !module_registry_blocked(j->reg, r->owner, &j->who)) {
         xml_node_t *its;
         xml_tree_t *ev = event_new(j->st, r->owner, r->node, &its);
         add_item(ev, its, NS_PUBSUB_EVENT, items[count - 1].key,

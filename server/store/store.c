@@ -28,6 +28,7 @@ static const store_group_t *const store_groups[] = {
     &store_roster_group,   /* 2 */
     &store_offline_group,  /* 3 */
     &store_data_group,     /* 4 */
+    &store_invites_group,  /* 5 */
 };
 
 const store_group_t *const *store_group_list(size_t *count)

@@ -278,4 +278,25 @@ void store_data_delete(store_t *s, const char *domain, const char *node,
                        const char *kind, const char *key, store_done_cb cb,
                        void *ud);
 
+/* ------------------------------------------------------------ invitations
+ * Tokens that let someone create one account in-band (XEP-0077 with a
+ * XEP-0401 preauth token) on a server whose registration is invite-only:
+ * made by the operator (starlingctl invite), each for one domain, valid
+ * until `expires` (Unix seconds), used once. */
+
+/* Stores a new token (and drops expired ones); STORE_ERR_IO for a token
+ * that exists (tokens are random: never in practice). */
+void store_invite_create(store_t *s, const char *domain, const char *token,
+                         int64_t expires, store_done_cb cb, void *ud);
+/* STORE_OK when `token` is unused and unexpired for `domain`, else
+ * STORE_ERR_NOT_FOUND. */
+void store_invite_check(store_t *s, const char *domain, const char *token,
+                        store_done_cb cb, void *ud);
+/* In one transaction: takes the token (for a->domain; STORE_ERR_NOT_FOUND
+ * when it is unknown or used — not when it expired since it was checked,
+ * XEP-0445 §4) and creates the account
+ * (STORE_ERR_EXISTS when it exists: the token stays unused). */
+void store_invite_redeem(store_t *s, const char *token,
+                         const store_account_t *a, store_done_cb cb, void *ud);
+
 #endif

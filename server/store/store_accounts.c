@@ -233,16 +233,14 @@ static void account_bind_cred(store_value_t *p, const scram_cred_t *c)
 }
 
 /* Create and update bind the same 11 parameters; create adds ?12. */
-static void account_write_run(store_req_t *base, store_conn_t *c,
-                              const store_stmt_t *st, size_t n,
-                              store_exec_cb done)
+static void account_write_exec(store_req_t *base, store_conn_t *c,
+                               const store_account_t *a, const store_stmt_t *st,
+                               size_t n, store_exec_cb done)
 {
-    account_req_t *r = (account_req_t *)base;
-    const store_account_t *a = &r->account;
     store_value_t p[12];
 
-    p[0] = STORE_V_TEXT(r->domain);
-    p[1] = STORE_V_TEXT(r->node);
+    p[0] = STORE_V_TEXT(a->domain);
+    p[1] = STORE_V_TEXT(a->node);
     account_bind_cred(&p[2], &a->sha1);
     account_bind_cred(&p[6], &a->sha256);
     p[10] = a->has_digest_md5
@@ -250,6 +248,19 @@ static void account_write_run(store_req_t *base, store_conn_t *c,
                 : STORE_V_NULL();
     p[11] = STORE_V_INT(time(NULL));
     store_exec(c, base, st, p, n, NULL, done);
+}
+
+static void account_write_run(store_req_t *base, store_conn_t *c,
+                              const store_stmt_t *st, size_t n,
+                              store_exec_cb done)
+{
+    account_write_exec(base, c, &((account_req_t *)base)->account, st, n, done);
+}
+
+void store_account_insert_exec(store_conn_t *c, store_req_t *r,
+                               const store_account_t *a, store_exec_cb done)
+{
+    account_write_exec(r, c, a, &stmt_account_insert, 12, done);
 }
 
 /* A statement that touched no row is an answer, not a failure. */

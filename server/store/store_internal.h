@@ -152,6 +152,13 @@ void store_txn_rollback(store_conn_t *c, store_req_t *r, int err);
 void store_txn_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes);
 void store_exec_end(store_req_t *r, store_conn_t *c, int err, uint64_t changes);
 
+/* Inserts account a (its strings must live until `done`) as a statement
+ * of r's transaction: `done` sees changes == 0 when the account existed
+ * (for a group that creates accounts as part of its own request: an
+ * invitation redeemed). */
+void store_account_insert_exec(store_conn_t *c, store_req_t *r,
+                               const store_account_t *a, store_exec_cb done);
+
 /* Logs through the store's logger, with a "store: " prefix; any thread. */
 void store_conn_log(store_conn_t *c, log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -184,7 +191,7 @@ typedef struct store_group {
 
 /* The groups, in store.c's one list. */
 extern const store_group_t store_accounts_group, store_roster_group,
-    store_offline_group, store_data_group;
+    store_offline_group, store_data_group, store_invites_group;
 /* That list, in the order the groups' schema steps were released. */
 const store_group_t *const *store_group_list(size_t *count);
 

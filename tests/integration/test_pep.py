@@ -167,6 +167,24 @@ class Pep(harness.FreshServerTestCase):
         self.assertEqual(stanza_error_condition(r),
                          ('cancel', 'item-not-found'))
 
+    def test_blocked_contact_gets_no_notifications(self):
+        """XEP-0163 §4.3.2: a contact the owner blocks (XEP-0191) gets no
+        notification and no last item; unblocked, it gets them again."""
+        alice = self.session('alice@localhost', 'pub')
+        r = alice.iq('set', "<block xmlns='urn:xmpp:blocking'><item "
+                     "jid='bob@localhost'/></block>")
+        self.assertEqual(r.get('type'), 'result')
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>Hidden</nick>" % NICK))
+        bob = self.session('bob@localhost', 'n', notify=[NICK])
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>Still</nick>" % NICK))
+        self.assertEqual([el for el in bob.drain() if is_event(NICK)(el)], [])
+        r = alice.iq('set', "<unblock xmlns='urn:xmpp:blocking'><item "
+                     "jid='bob@localhost'/></unblock>")
+        self.assertEqual(r.get('type'), 'result')
+        alice.iq('set', publish(NICK, "<nick xmlns='%s'>Seen</nick>" % NICK))
+        ev = bob.wait(is_event(NICK), 'the nick event after unblocking')
+        self.assertEqual(ev.findtext('.//' + q(NICK, 'nick')), 'Seen')
+
     def test_bookmarks_options_config_delete(self):
         """XEP-0402 bookmarks: publish-options whitelist and max_items
         max create the node so; a publish with other options gets

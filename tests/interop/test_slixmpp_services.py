@@ -20,6 +20,8 @@
   - xep_0012: the server's uptime, and 0 for alice (online) asked by bob
     (who may see her presence);
   - xep_0077: bob changes his password; only the new one logs in then;
+  - xep_0077 account creation: a new slixmpp client registers itself
+    before authenticating (force_registration), then logs in with it;
   - xep_0114: slixmpp's ComponentXMPP connects as echo.localhost with its
     secret; alice finds it in the server's disco#items, asks its disco#info
     (answered by slixmpp's xep_0030 on the component), and her message
@@ -95,6 +97,48 @@ class EchoComponent(slixmpp.ComponentXMPP if slixmpp else object):
                          + self.transcript)
 
 
+class Registrant(slixmpp.ClientXMPP if slixmpp else object):
+    """A client that creates its account in-band (XEP-0077) first."""
+
+    def __init__(self, jid, password):
+        super().__init__(jid, password)
+        self.ca_certs = harness.test_certificate()[0]
+        self.register_plugin('xep_0004')
+        self.register_plugin('xep_0077')
+        self['xep_0077'].force_registration = True
+        # slixmpp 1.8 holds back every stanza but bind before the session
+        # starts ("NOT SENT" in its log), registration IQs included; its
+        # own switch lets them out.
+        self._always_send_everything = True
+        self.loop_ = asyncio.get_event_loop()
+        self.started = self.loop_.create_future()
+        self.registered = False
+        self.transcript = []
+        self.add_filter('in', self._record)
+        self.add_event_handler('register', self._on_register)
+        self.add_event_handler('session_start', self._on_start)
+
+    def _record(self, stanza):
+        self.transcript.append(str(stanza))
+        return stanza
+
+    async def _on_register(self, _form):
+        resp = self.Iq()
+        resp['type'] = 'set'
+        resp['register']['username'] = self.boundjid.user
+        resp['register']['password'] = self.password
+        await resp.send(timeout=STEP)
+        self.registered = True
+
+    def _on_start(self, _event):
+        if not self.started.done():
+            self.started.set_result(True)
+
+    def dump(self):
+        return '\n'.join(['--- stanzas received by the registrant ---']
+                         + self.transcript)
+
+
 COMPONENT = '''
 component = {
     listen = ( { address = "127.0.0.1"; port = 0; } );
@@ -148,6 +192,26 @@ class SlixmppServices(im_test.SlixmppIM):
         with self.assertRaises(harness.ProtocolError):
             harness.login(self.srv, 'bob@localhost',
                           password=self.srv.users['bob@localhost'])
+
+    def test_registration(self):
+        """slixmpp's xep_0077 creates an account before logging in."""
+        self.srv.stop()
+        self.srv = harness.Server(sasl={'offer_plus': False},
+                                  top={'register': {'allow_registration':
+                                                    True}})
+        self.addCleanup(self.srv.stop)
+        self.run_scenario(self.registration())
+        c = harness.login(self.srv, 'newcomer@localhost', password='n3w-c0mer')
+        c.close()
+
+    async def registration(self):
+        bot = Registrant('newcomer@localhost/r', 'n3w-c0mer')
+        self.bots.append(bot)
+        bot.connect(('127.0.0.1', self.srv.port))
+        await asyncio.wait_for(bot.started, STEP)
+        self.assertTrue(bot.registered)
+        self.assertEqual(str(bot.boundjid), 'newcomer@localhost/r')
+        await self.logged(r'registered newcomer@localhost')
 
     async def scenario(self):
         a1 = await self.login('alice', 'a1')

@@ -22,7 +22,7 @@
 #include "store/store_internal.h"
 
 /* The newest schema version (store.c's groups). */
-#define SCHEMA_NEWEST 4
+#define SCHEMA_NEWEST 5
 
 typedef struct fixture {
     char dir[64];
@@ -1689,6 +1689,72 @@ static int do_data_delete(fixture_t *f, const char *node, const char *kind,
  * rewrite moves to the end), kinds and accounts apart, deletes of one or
  * all, bytes kept exactly, no account: NOT_FOUND; and they survive a
  * reopen and go with their account. */
+static int do_invite(fixture_t *f, int which, const char *domain,
+                     const char *token, int64_t expires,
+                     const store_account_t *a)
+{
+    result_t r;
+    result_init(&r, f);
+    if (which == 0)
+        store_invite_create(f->store, domain, token, expires, on_done, &r);
+    else if (which == 1)
+        store_invite_check(f->store, domain, token, on_done, &r);
+    else
+        store_invite_redeem(f->store, token, a, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+/* Invitations: made, checked per domain and expiry, redeemed once and
+ * only together with the account they create. */
+static void test_invites(void **state)
+{
+    fixture_t *f = *state;
+    int64_t later = (int64_t)time(NULL) + 3600;
+    assert_int_equal(do_invite(f, 0, "example.org", "t1", later, NULL),
+                     STORE_OK);
+    assert_int_equal(do_invite(f, 0, "example.org", "old", 1000, NULL),
+                     STORE_OK);
+    assert_int_equal(do_invite(f, 0, "example.org", "", later, NULL),
+                     STORE_ERR_INVALID);
+    assert_int_equal(do_invite(f, 1, "example.org", "t1", 0, NULL), STORE_OK);
+    assert_int_equal(do_invite(f, 1, "example.net", "t1", 0, NULL),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_invite(f, 1, "example.org", "old", 0, NULL),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_invite(f, 1, "example.org", "none", 0, NULL),
+                     STORE_ERR_NOT_FOUND);
+
+    /* An account that exists: the token stays. */
+    store_account_t alice = make_account("example.org", "alice", 1, false);
+    assert_int_equal(do_create(f, &alice), STORE_OK);
+    assert_int_equal(do_invite(f, 2, NULL, "t1", 0, &alice), STORE_ERR_EXISTS);
+    assert_int_equal(do_invite(f, 1, "example.org", "t1", 0, NULL), STORE_OK);
+
+    /* Redeemed: the account exists with its credentials; the token is
+     * gone. A token of another domain is no use here. */
+    store_account_t bob = make_account("example.org", "bob", 2, false);
+    store_account_t carol = make_account("example.net", "carol", 3, false);
+    assert_int_equal(do_invite(f, 2, NULL, "t1", 0, &carol),
+                     STORE_ERR_NOT_FOUND);
+    assert_int_equal(do_invite(f, 2, NULL, "t1", 0, &bob), STORE_OK);
+    result_t r;
+    do_get(f, "example.org", "bob", &r);
+    assert_int_equal(r.err, STORE_OK);
+    assert_cred_equal(&r.account.sha256, &bob.sha256);
+    assert_int_equal(do_invite(f, 1, "example.org", "t1", 0, NULL),
+                     STORE_ERR_NOT_FOUND);
+    store_account_t dave = make_account("example.org", "dave", 4, false);
+    assert_int_equal(do_invite(f, 2, NULL, "t1", 0, &dave),
+                     STORE_ERR_NOT_FOUND);
+    do_get(f, "example.org", "dave", &r);
+    assert_int_equal(r.err, STORE_ERR_NOT_FOUND);
+    /* Making one drops the expired ones. */
+    assert_int_equal(do_invite(f, 0, "example.org", "t2", later, NULL),
+                     STORE_OK);
+    assert_int_equal(sqlite_int(f->path, "SELECT count(*) FROM invites"), 1);
+}
+
 static void test_data_round_trip(void **state)
 {
     fixture_t *f = *state;
@@ -2273,6 +2339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_account_delete_cascade, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_data_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invites, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_persist, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_after_close, setup,
