@@ -151,9 +151,18 @@ static void build_stream_configs(server_t *srv)
     sc->server_secret = srv->secret;
     sc->server_secret_len = sizeof(srv->secret);
     sc->scram_iterations = c->scram_iterations;
-    /* The modules' stream features (their handlers get the session). */
-    sc->features =
-        module_registry_stream_features(srv->modules, &sc->feature_count);
+    /* The modules' stream features (their handlers get the session), and
+     * c2s's own: stream management. */
+    size_t n;
+    const stream_feature_t *mf =
+        module_registry_stream_features(srv->modules, &n);
+    srv->features = xcalloc(n + 1, sizeof(*srv->features));
+    if (n > 0)
+        memcpy(srv->features, mf, n * sizeof(*mf));
+    if (c->sm_enabled)
+        srv->features[n++] = c2s_sm_feature;
+    sc->features = srv->features;
+    sc->feature_count = n;
 
     srv->stream_cfg_loopback = *sc;
     srv->stream_cfg_loopback.tls_required = false;
@@ -430,6 +439,7 @@ int main(int argc, char **argv)
     module_registry_free(srv->modules);
     tls_ctx_free(srv->tls);
     tls_ctx_free(srv->tls_direct);
+    free(srv->features);
     free(srv->component_domains);
     free(srv->component_names);
     config_free(cfg);

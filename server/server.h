@@ -34,6 +34,7 @@ typedef struct server {
     /* The component domains and names of cfg, as router_cfg lists them. */
     const char **component_domains, **component_names;
     stream_config_t stream_cfg;          /* STARTTLS listeners */
+    stream_feature_t *features;          /* their features (modules', c2s's) */
     stream_config_t stream_cfg_loopback; /* same, TLS optional (switch) */
     stream_config_t stream_cfg_direct;   /* direct TLS listeners */
     tls_ctx_t *tls;           /* STARTTLS listeners; NULL without a cert */

@@ -71,6 +71,7 @@ struct stream {
                                response; the next <response/> is the first */
     unsigned auth_failures;
     unsigned preauth_iqs;
+    uint32_t stanzas_in; /* from the bound client, mod 2^32 (XEP-0198) */
     unsigned advertised_mechs;
     unsigned advertised_cb;
     unsigned char cb_exporter[64];
@@ -945,6 +946,20 @@ static void handle_iq_prebind(stream_t *s, xml_tree_t *t)
     fail_stream(s, "not-authorized", "bind a resource first");
 }
 
+/* A stanza the stream answers itself once bound: through the owner's
+ * send_stanza when it has one (stream management counts it), else as
+ * negotiation bytes. Frees b. */
+static void send_bound_stanza(stream_t *s, buf_t *b, int rc)
+{
+    if (rc < 0 || s->hooks.send_stanza == NULL) {
+        send_built(s, b, rc);
+        return;
+    }
+    if (s->state == STREAM_OPEN && !s->close_called)
+        s->hooks.send_stanza(s->ud, b->data, b->len);
+    buf_free(b);
+}
+
 static void handle_bound_iq(stream_t *s, xml_tree_t *t)
 {
     const xml_node_t *el = t->root;
@@ -961,14 +976,20 @@ static void handle_bound_iq(stream_t *s, xml_tree_t *t)
             int rc = buf_append_str(&b, "<iq type='result' id='");
             rc |= xml_escape_attr(id, strlen(id), &b);
             rc |= buf_append_str(&b, "'/>");
-            send_built(s, &b, rc);
+            send_bound_stanza(s, &b, rc);
             xml_tree_free(t);
             return;
         }
         if (xml_element_child(el, STREAM_NS_BIND, "bind") != NULL) {
             /* Binding a second resource to one stream (RFC 3920bis §8.5)
              * did not make it into RFC 6120; refuse it plainly. */
-            iq_error(s, el, "cancel", "not-allowed");
+            xml_tree_t *r =
+                stanza_error_reply(el, "cancel", "not-allowed", NULL);
+            buf_t b = BUF_INIT;
+            send_bound_stanza(
+                s, &b,
+                r != NULL ? xml_serialize(r->root, XML_NS_CLIENT, &b) : -1);
+            xml_tree_free(r);
             xml_tree_free(t);
             return;
         }
@@ -1106,6 +1127,7 @@ static void process_element(stream_t *s, xml_tree_t *t)
         }
         return;
     }
+    s->stanzas_in++;
     if (strcmp(el->name, "iq") == 0)
         handle_bound_iq(s, t);
     else
@@ -1848,6 +1870,11 @@ stream_state_t stream_state(const stream_t *s)
     return s->state;
 }
 
+uint32_t stream_stanzas_in(const stream_t *s)
+{
+    return s->stanzas_in;
+}
+
 bool stream_is_bound(const stream_t *s)
 {
     return s->bound;
@@ -1861,6 +1888,33 @@ bool stream_is_authenticated(const stream_t *s)
 bool stream_is_tls(const stream_t *s)
 {
     return s->tls;
+}
+
+void stream_set_owner(stream_t *s, void *ud)
+{
+    s->ud = ud;
+}
+
+const jid_t *stream_user(const stream_t *s)
+{
+    return s->authenticated ? &s->user : NULL;
+}
+
+bool stream_resume_bound(stream_t *s, const jid_t *full)
+{
+    if (!s->authenticated || s->bound || s->state != STREAM_OPEN ||
+        s->waiting != WAIT_NONE || full->resource == NULL ||
+        !jid_bare_equal(full, &s->user))
+        return false;
+    char buf[JID_FORMAT_BUF + JID_PART_BUF];
+    jid_t j;
+    if (jid_format(full, false, buf, sizeof(buf)) < 0 ||
+        jid_parse(buf, strlen(buf), 0, &j) != JID_OK)
+        return false;
+    jid_clear(&s->full);
+    s->full = j;
+    s->bound = true;
+    return true;
 }
 
 const jid_t *stream_jid(const stream_t *s)

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "jid/jid.h"
 #include "sasl/sasl.h"
@@ -88,6 +89,10 @@ typedef struct stream_hooks {
      * stream, which ends with not-authorized as without this hook. At
      * most 16 such IQs per stream, then policy-violation. */
     bool (*preauth_iq)(void *ud, const char *domain, xml_tree_t *iq);
+    /* Optional (c2s): a stanza the stream answers itself once bound (the
+     * RFC 3921 session IQ, a second bind), to be sent like the stanzas the
+     * owner delivers, so that XEP-0198 counts it. NULL: sent with send. */
+    void (*send_stanza)(void *ud, const char *data, size_t len);
 
     /* Server-to-server streams (stream_new_s2s_in) only; NULL otherwise.
      * Is the peer's TLS certificate valid for `domain` (RFC 6125, checked
@@ -273,6 +278,19 @@ void stream_abort(stream_t *s);
 
 stream_state_t stream_state(const stream_t *s);
 bool stream_is_bound(const stream_t *s);
+/* Replaces the `ud` given to the hooks (a session that takes over this
+ * stream: XEP-0198 resumption). */
+void stream_set_owner(stream_t *s, void *ud);
+/* The authenticated account's bare JID, or NULL before SASL succeeded. */
+const jid_t *stream_user(const stream_t *s);
+/* XEP-0198 resumption: an authenticated, unbound stream continues the
+ * session of `full` (the account's own): it is bound to it without a
+ * bind request and nothing is sent. False when the stream is not in that
+ * state or `full` is another account's. */
+bool stream_resume_bound(stream_t *s, const jid_t *full);
+/* Stanzas the bound client has sent (each one handed to the owner or
+ * answered by the stream), mod 2^32: XEP-0198's inbound count. */
+uint32_t stream_stanzas_in(const stream_t *s);
 bool stream_is_authenticated(const stream_t *s);
 bool stream_is_tls(const stream_t *s);
 /* The bound full JID (valid while bound), or NULL. */

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/rand.h"
 #include "base/xalloc.h"
+#include "c2s/sm.h"
 #include "net/conn.h"
 
 /* Output queued for a client that does not read: past the soft limit the
@@ -44,6 +46,7 @@ enum timer_mode {
     TIMER_IDLE,      /* bound: no byte from the client for this long */
     TIMER_PING,      /* idle, pinged (XEP-0199 §4.2): waiting for any byte */
     TIMER_CLOSE,     /* our close tag sent: waiting for the client's */
+    TIMER_RESUME,    /* connection lost: kept for XEP-0198 resumption */
 };
 
 /* Connections and unfinished authentications per client address
@@ -110,10 +113,32 @@ struct c2s_session {
      * in progress (issue 7, item 7). */
     rcbuf_t **unsent;
     size_t unsent_count;
+    /* XEP-0198, once the client enabled it: the counters and what the
+     * client has not acknowledged (which, when the session ends, goes back
+     * to the router instead of `unsent`, a part of it). */
+    bool sm_on;
+    bool sm_r_pending; /* our <r/> not answered yet */
+    sm_t sm;
+    char sm_id[32]; /* "" unless resumable */
+    /* Its connection is gone and it waits (TIMER_RESUME) for a new one to
+     * resume it: still bound, stanzas for it go to its unacknowledged
+     * queue. */
+    bool hibernating;
+    /* It handed its connection to a session that resumed (it only closes:
+     * what its old connection never wrote is in the other's queue). */
+    bool taken_over;
 };
 
 static void session_close(c2s_session_t *s);
 static void session_after_stream(c2s_session_t *s);
+static void read_update(c2s_session_t *s);
+static const conn_events_t c2s_conn_events;
+
+/* Tags of routed stanzas in the connection's queue: whether this session
+ * was the stanza's only recipient (it goes back to the router if it is
+ * never written) or one of several (another resource has it). */
+#define TAG_SOLE   ((void *)(uintptr_t)1)
+#define TAG_SHARED ((void *)(uintptr_t)2)
 
 static c2s_session_t *from_target(route_target_t *t)
 {
@@ -175,7 +200,7 @@ static void session_authenticated(c2s_session_t *s)
 
 static void session_maybe_free(c2s_session_t *s)
 {
-    if (s->conn != NULL || s->pending > 0 || !s->timer_closed)
+    if (s->conn != NULL || s->pending > 0 || !s->timer_closed || s->hibernating)
         return;
     worker_t *w = s->w;
     if (s->prev != NULL)
@@ -186,12 +211,30 @@ static void session_maybe_free(c2s_session_t *s)
         s->next->prev = s->prev;
     w->session_count--;
     router_unbind(w->router, &s->target);
-    if (s->unsent_count > 0)
+    if (s->sm_on) {
+        /* XEP-0198 §4: what the client never acknowledged counts as not
+         * delivered (the stanzas never written are among them). */
+        size_t n = sm_unacked(&s->sm), sole = 0;
+        for (size_t i = 0; i < n; i++) {
+            const sm_entry_t *e = sm_at(&s->sm, i);
+            if (!e->sole)
+                continue;
+            sole++;
+            router_requeue_bytes(w->router, rcbuf_data(e->bytes),
+                                 rcbuf_len(e->bytes));
+        }
+        if (n > 0)
+            LOG(&w->srv->log, LOG_INFO, s->target.conn,
+                "%zu stanza(s) never acknowledged: %zu routed again", n, sole);
+        sm_clear(&s->sm);
+    } else if (s->unsent_count > 0) {
         LOG(&w->srv->log, LOG_INFO, s->target.conn,
             "%zu stanza(s) never written: routed again", s->unsent_count);
+    }
     for (size_t i = 0; i < s->unsent_count; i++) {
-        router_requeue_bytes(w->router, rcbuf_data(s->unsent[i]),
-                             rcbuf_len(s->unsent[i]));
+        if (!s->sm_on && !s->taken_over)
+            router_requeue_bytes(w->router, rcbuf_data(s->unsent[i]),
+                                 rcbuf_len(s->unsent[i]));
         rcbuf_unref(s->unsent[i]);
     }
     free(s->unsent);
@@ -226,6 +269,9 @@ static void session_end(c2s_session_t *s, bool now)
 
 static void set_timer(c2s_session_t *s, enum timer_mode mode, double seconds);
 
+static void sm_count(c2s_session_t *s, const char *data, size_t len, bool sole);
+static void sm_counted(c2s_session_t *s, rcbuf_t *b, bool sole);
+
 /* An XEP-0199 ping from the server to the bound resource; false when the
  * stream cannot take it. The answer is consumed by the router (a result
  * for the server). */
@@ -245,6 +291,8 @@ static bool send_ping(c2s_session_t *s)
     rc |= xml_escape_attr(full, strlen(full), &b);
     rc |= buf_append_str(&b, "'><ping xmlns='urn:xmpp:ping'/></iq>");
     bool ok = rc == 0 && stream_send_raw(s->stream, b.data, b.len);
+    if (ok)
+        sm_count(s, b.data, b.len, false);
     buf_free(&b);
     if (ok)
         LOG(&s->srv->log, LOG_DEBUG, s->target.conn, "idle: pinged %s", full);
@@ -277,6 +325,13 @@ static void on_timer(uv_timer_t *t)
          * reasonable time; the stream is void, and output it never reads
          * must not keep the connection. */
         session_end(s, true);
+        break;
+    case TIMER_RESUME:
+        LOG(&s->srv->log, LOG_INFO, s->target.conn,
+            "not resumed in time: session ended");
+        s->hibernating = false;
+        session_close(s);
+        session_maybe_free(s);
         break;
     }
 }
@@ -329,7 +384,9 @@ static void hook_start_tls(void *ud)
 
 static void hook_close(void *ud)
 {
-    session_close(ud);
+    c2s_session_t *s = ud;
+    if (!s->hibernating) /* its stream ended; the session waits */
+        session_close(s);
 }
 
 static void on_account(void *ud, int err, const store_account_t *a)
@@ -520,6 +577,269 @@ static void hook_stanza(void *ud, xml_tree_t *stanza)
     router_route(s->w->router, &s->target, stanza);
 }
 
+/* ------------------------------------------- XEP-0198 stream management */
+
+#define NS_SM "urn:xmpp:sm:3"
+
+/* Our <r/> goes out once this many stanzas wait for an ack. */
+enum { SM_REQUEST_AFTER = 5 };
+
+/* A stanza sent to the client: counted and kept until acknowledged. */
+static void sm_counted(c2s_session_t *s, rcbuf_t *b, bool sole)
+{
+    if (!s->sm_on)
+        return;
+    sm_push(&s->sm, b, sole);
+    size_t n = sm_unacked(&s->sm);
+    if (n > s->srv->cfg->sm_max_unacked && s->hibernating) {
+        LOG(&s->srv->log, LOG_INFO, s->target.conn,
+            "%zu stanzas wait for a resumption: session ended", n);
+        s->hibernating = false;
+        session_close(s);
+        return;
+    }
+    if (n > s->srv->cfg->sm_max_unacked) {
+        LOG(&s->srv->log, LOG_INFO, s->target.conn,
+            "%zu stanzas not acknowledged: closing", n);
+        stream_error(s->stream, "policy-violation",
+                     "too many stanzas not acknowledged");
+        session_after_stream(s);
+        return;
+    }
+    if (!s->sm_r_pending && n >= SM_REQUEST_AFTER) {
+        static const char r[] = "<r xmlns='" NS_SM "'/>";
+        s->sm_r_pending = stream_send_nonza(s->stream, r, sizeof(r) - 1);
+    }
+}
+
+static void sm_count(c2s_session_t *s, const char *data, size_t len, bool sole)
+{
+    if (!s->sm_on)
+        return;
+    rcbuf_t *b = rcbuf_new(data, len);
+    if (b == NULL)
+        xalloc_fail(len);
+    sm_counted(s, b, sole);
+    rcbuf_unref(b);
+}
+
+static void hook_send_stanza(void *ud, const char *data, size_t len)
+{
+    c2s_session_t *s = ud;
+    if (s->conn == NULL)
+        return;
+    conn_write(s->conn, data, len);
+    sm_count(s, data, len, false);
+}
+
+/* <a h='h'/>: the stanzas handled since enable (§4). */
+static void sm_answer(c2s_session_t *s)
+{
+    char out[80];
+    uint32_t h = stream_stanzas_in(s->stream) - s->sm.in_base;
+    int n = snprintf(out, sizeof(out), "<a xmlns='" NS_SM "' h='%lu'/>",
+                     (unsigned long)h);
+    stream_send_nonza(s->stream, out, (size_t)n);
+}
+
+static bool parse_h(const char *v, uint32_t *h)
+{
+    if (v == NULL || v[0] < '0' || v[0] > '9' || strlen(v) > 10)
+        return false;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end != '\0' || n > UINT32_MAX)
+        return false;
+    *h = (uint32_t)n;
+    return true;
+}
+
+static void sm_failed(stream_t *st, const char *condition)
+{
+    char out[200];
+    int n = snprintf(out, sizeof(out),
+                     "<failed xmlns='" NS_SM "'><%s xmlns='"
+                     "urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+                     condition);
+    stream_send_nonza(st, out, (size_t)n);
+}
+
+/* Keeps a session whose connection was lost for a resumption (XEP-0198
+ * §5): false when it cannot be resumed (it then ends as usual). */
+static bool session_hibernate(c2s_session_t *s)
+{
+    if (!s->sm_on || s->sm_id[0] == '\0' || s->closing || s->hibernating ||
+        !stream_is_bound(s->stream) || stream_state(s->stream) != STREAM_OPEN ||
+        s->w->shutting_down)
+        return false;
+    s->hibernating = true;
+    stream_abort(s->stream); /* hook_close leaves the session be */
+    if (s->conn != NULL)
+        conn_close(s->conn, 0);
+    set_timer(s, TIMER_RESUME, s->srv->cfg->sm_resume_timeout);
+    LOG(&s->srv->log, LOG_INFO, s->target.conn,
+        "connection lost: session kept %g s for resumption (%zu "
+        "unacknowledged)",
+        s->srv->cfg->sm_resume_timeout, sm_unacked(&s->sm));
+    return true;
+}
+
+/* `cur`, whose client resumes `old`, hands it its connection and stream
+ * and takes old's (if any) to close them. */
+static void session_take_over(c2s_session_t *old, c2s_session_t *cur)
+{
+    conn_t *oc = old->conn;
+    stream_t *os = old->stream;
+    c2s_addr_t *oa = old->addr_entry;
+    const stream_config_t *ocfg = old->stream_cfg;
+    bool opaused = old->out_paused;
+    old->conn = cur->conn;
+    old->stream = cur->stream;
+    old->addr_entry = cur->addr_entry;
+    old->stream_cfg = cur->stream_cfg;
+    old->out_paused = cur->out_paused;
+    conn_set_owner(old->conn, &c2s_conn_events, old);
+    stream_set_owner(old->stream, old);
+    cur->conn = oc;
+    cur->stream = os;
+    cur->addr_entry = oa;
+    cur->stream_cfg = ocfg;
+    cur->out_paused = opaused;
+    if (oc != NULL)
+        conn_set_owner(oc, &c2s_conn_events, cur);
+    stream_set_owner(os, cur);
+    old->hibernating = false;
+    cur->taken_over = true;
+}
+
+/* §5: <resume previd='...' h='...'/> on a stream authenticated as the same
+ * account and not bound: this stream continues the old session. */
+static void sm_resume(c2s_session_t *cur, stream_t *st, const xml_node_t *el)
+{
+    const char *previd = xml_element_attr(el, NULL, "previd");
+    const jid_t *user = stream_user(st);
+    uint32_t h;
+    if (user == NULL || stream_is_bound(st) || cur->sm_on) {
+        sm_failed(st, "unexpected-request");
+        return;
+    }
+    c2s_session_t *old = NULL;
+    for (c2s_session_t *o = cur->w->sessions; previd != NULL && o != NULL;
+         o = o->next)
+        if (o != cur && o->sm_on && o->sm_id[0] != '\0' && !o->closing &&
+            strcmp(o->sm_id, previd) == 0) {
+            old = o;
+            break;
+        }
+    if (old == NULL || !jid_bare_equal(&old->target.jid, user)) {
+        sm_failed(st, "item-not-found");
+        return;
+    }
+    if (!parse_h(xml_element_attr(el, NULL, "h"), &h) || !sm_ack(&old->sm, h)) {
+        stream_error(st, "undefined-condition",
+                     "handled-count-too-high (or no h)");
+        return;
+    }
+    uint32_t h_in = stream_stanzas_in(old->stream) - old->sm.in_base;
+    if (!stream_resume_bound(st, &old->target.jid)) {
+        sm_failed(st, "unexpected-request");
+        return;
+    }
+    session_take_over(old, cur);
+    old->sm.in_base = stream_stanzas_in(old->stream) - h_in;
+    old->sm_r_pending = false;
+    char out[120];
+    int n = snprintf(out, sizeof(out),
+                     "<resumed xmlns='" NS_SM "' h='%lu' previd='%s'/>",
+                     (unsigned long)h_in, old->sm_id);
+    stream_send_nonza(old->stream, out, (size_t)n);
+    size_t count = sm_unacked(&old->sm);
+    for (size_t i = 0; i < count; i++) {
+        const sm_entry_t *e = sm_at(&old->sm, i);
+        conn_send_shared_ex(old->conn, e->bytes,
+                            e->sole ? TAG_SOLE : TAG_SHARED, true);
+    }
+    set_timer(old, TIMER_IDLE, old->srv->cfg->idle_timeout);
+    read_update(old);
+    LOG(&old->srv->log, LOG_INFO, old->target.conn,
+        "resumed from %s (connection c%lu), %zu stanza(s) sent again",
+        conn_peer_addr(old->conn), cur->target.conn, count);
+    /* The connection that was old's (if it still seemed alive) ends. */
+    stream_abort(cur->stream);
+    session_close(cur);
+    if (cur->conn != NULL)
+        conn_abort(cur->conn);
+}
+
+/* The elements of urn:xmpp:sm:3 the client sends (XEP-0198 §3, §4, §5). */
+static void sm_handle(stream_t *st, void *owner_ud, const stream_feature_t *f,
+                      xml_tree_t *t)
+{
+    (void)f;
+    c2s_session_t *s = owner_ud;
+    const char *name = t->root->name;
+    if (strcmp(name, "enable") == 0) {
+        if (!stream_is_bound(st) || s->sm_on) {
+            /* §3: before binding, or a second time. */
+            static const char failed[] =
+                "<failed xmlns='" NS_SM "'><unexpected-request xmlns='"
+                "urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>";
+            stream_send_nonza(st, failed, sizeof(failed) - 1);
+        } else {
+            sm_init(&s->sm, stream_stanzas_in(st));
+            s->sm_on = true;
+            const char *resume = xml_element_attr(t->root, NULL, "resume");
+            double timeout = s->srv->cfg->sm_resume_timeout;
+            bool resumable =
+                resume != NULL &&
+                (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0) &&
+                timeout > 0 && rand_id(s->sm_id, sizeof(s->sm_id), 128) == 0;
+            char out[160];
+            int n;
+            if (resumable)
+                n = snprintf(out, sizeof(out),
+                             "<enabled xmlns='" NS_SM
+                             "' id='%s' resume='true' max='%u'/>",
+                             s->sm_id, (unsigned)timeout);
+            else
+                n = snprintf(out, sizeof(out), "<enabled xmlns='" NS_SM "'/>");
+            if (!resumable)
+                s->sm_id[0] = '\0';
+            stream_send_nonza(st, out, (size_t)n);
+            LOG(&s->srv->log, LOG_DEBUG, s->target.conn,
+                "stream management enabled%s", resumable ? " (resumable)" : "");
+        }
+    } else if (strcmp(name, "resume") == 0) {
+        sm_resume(s, st, t->root);
+    } else if (!s->sm_on ||
+               (strcmp(name, "r") != 0 && strcmp(name, "a") != 0)) {
+        stream_error(
+            st, s->sm_on ? "unsupported-stanza-type" : "unexpected-request",
+            NULL);
+    } else if (strcmp(name, "r") == 0) {
+        sm_answer(s);
+    } else {
+        uint32_t h;
+        if (!parse_h(xml_element_attr(t->root, NULL, "h"), &h)) {
+            stream_error(st, "invalid-xml", "<a/> needs h, a number");
+        } else if (!sm_ack(&s->sm, h)) {
+            /* §4: acknowledging more than was sent. */
+            char text[96];
+            snprintf(text, sizeof(text),
+                     "handled-count-too-high: h %lu, sent %lu",
+                     (unsigned long)h, (unsigned long)s->sm.sent);
+            stream_error(st, "undefined-condition", text);
+        } else {
+            s->sm_r_pending = false;
+        }
+    }
+    xml_tree_free(t);
+}
+
+const stream_feature_t c2s_sm_feature = {
+    NS_SM, "sm", STREAM_FEAT_AFTER_AUTH, false, NULL, sm_handle, NULL,
+};
+
 static const stream_hooks_t c2s_hooks = {
     .send = hook_send,
     .start_tls = hook_start_tls,
@@ -530,32 +850,41 @@ static const stream_hooks_t c2s_hooks = {
     .auth_failed = hook_auth_failed,
     .bind = hook_bind,
     .stanza = hook_stanza,
+    .send_stanza = hook_send_stanza,
 };
 
 /* ------------------------------------------------------- router target */
 
-/* Tags of routed stanzas in the connection's queue: whether this session
- * was the stanza's only recipient (it goes back to the router if it is
- * never written) or one of several (another resource has it). */
-#define TAG_SOLE   ((void *)(uintptr_t)1)
-#define TAG_SHARED ((void *)(uintptr_t)2)
-
 static bool target_deliver(route_target_t *t, route_stanza_t *st)
 {
     c2s_session_t *s = from_target(t);
+    if (s->hibernating) {
+        /* Kept for the resumed stream, or routed again if none comes. */
+        sm_counted(s, route_stanza_bytes(st), !st->shared);
+        return true;
+    }
     /* Only a bound, open stream takes stanzas (as stream_send_raw). The
      * block is the one serialization every recipient shares. */
     if (stream_state(s->stream) != STREAM_OPEN || !stream_is_bound(s->stream) ||
         conn_closing(s->conn))
         return false;
-    return conn_send_shared_ex(s->conn, route_stanza_bytes(st),
-                               st->shared ? TAG_SHARED : TAG_SOLE,
-                               st->requeued) == CONN_OK;
+    rcbuf_t *b = route_stanza_bytes(st);
+    if (conn_send_shared_ex(s->conn, b, st->shared ? TAG_SHARED : TAG_SOLE,
+                            st->requeued) != CONN_OK)
+        return false;
+    sm_counted(s, b, !st->shared);
+    return true;
 }
 
 static void target_kick(route_target_t *t, const char *condition)
 {
     c2s_session_t *s = from_target(t);
+    if (s->hibernating) {
+        s->hibernating = false;
+        session_close(s);
+        session_maybe_free(s);
+        return;
+    }
     stream_error(s->stream, condition, NULL);
     session_after_stream(s);
 }
@@ -652,7 +981,8 @@ static void on_conn_error(void *ud, int err)
         s->target.conn, "connection ended: %s%s%s", conn_strerror(err),
         err == CONN_ERR_TLS ? ": " : "",
         err == CONN_ERR_TLS ? tls_conn_error_text(conn_tls(s->conn)) : "");
-    session_end(s, false);
+    if (!session_hibernate(s))
+        session_end(s, false);
 }
 
 static void on_conn_soft_limit(void *ud, bool over)
@@ -726,7 +1056,7 @@ static void on_conn_closed(void *ud)
 {
     c2s_session_t *s = ud;
     s->conn = NULL;
-    if (!s->closing)
+    if (!s->closing && !s->hibernating && !session_hibernate(s))
         session_end(s, false); /* closed under us: a write failed */
     session_maybe_free(s);
 }
@@ -890,11 +1220,17 @@ void c2s_shutdown(worker_t *w, const char *condition)
         l = next;
     }
     w->c2s->listeners = NULL;
-    for (c2s_session_t *s = w->sessions; s != NULL; s = s->next) {
-        if (s->closing)
-            continue;
-        stream_error(s->stream, condition, NULL);
-        session_after_stream(s);
+    for (c2s_session_t *s = w->sessions; s != NULL;) {
+        c2s_session_t *next = s->next;
+        if (s->hibernating) {
+            s->hibernating = false;
+            session_close(s);
+            session_maybe_free(s);
+        } else if (!s->closing) {
+            stream_error(s->stream, condition, NULL);
+            session_after_stream(s);
+        }
+        s = next;
     }
 }
 

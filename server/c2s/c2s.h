@@ -30,6 +30,15 @@ int c2s_start(worker_t *w);
  * 0 then. */
 void c2s_shutdown(worker_t *w, const char *condition);
 
+/* XEP-0198 stream management (urn:xmpp:sm:3) as a stream feature of
+ * client streams, for the server's stream configuration when
+ * c2s.stream_management is on: enable, acks both ways (counters mod
+ * 2^32), at most c2s.max_unacked stanzas unacknowledged; when a session
+ * ends, what its client never acknowledged goes back to the router
+ * (another resource, offline storage, or an error to the sender).
+ * Resumption is not offered yet. */
+extern const stream_feature_t c2s_sm_feature;
+
 /* Frees w->c2s once the worker's loop has ended (no session left). */
 void c2s_free(worker_t *w);
 

@@ -215,6 +215,9 @@ int config_defaults(server_config_t *c)
     c->allow_plain_loopback = false;
     c->resource_conflict = CONFIG_CONFLICT_NEW_WINS;
     c->max_resources = 32;
+    c->sm_enabled = true;
+    c->sm_max_unacked = 1000;
+    c->sm_resume_timeout = 300.0;
 
     c->offer_plus = true;
     c->sasl_plain = true;
@@ -301,6 +304,9 @@ static const desc_t c2s_desc[] = {
      false},
     {"resource_conflict", K_CONFLICT, F(resource_conflict), 0, 0, NULL, false},
     {"max_resources", K_UINT, F(max_resources), 1, 1024, NULL, false},
+    {"stream_management", K_BOOL, F(sm_enabled), 0, 0, NULL, false},
+    {"max_unacked", K_UINT, F(sm_max_unacked), 10, 1000000, NULL, false},
+    {"resume_timeout", K_DOUBLE, F(sm_resume_timeout), 0, 3600, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

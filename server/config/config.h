@@ -123,6 +123,11 @@ typedef struct server_config {
                                   benchmarks) */
     config_conflict_t resource_conflict; /* default new-wins */
     unsigned max_resources;              /* per account, default 32, 1..1024 */
+    bool sm_enabled;                     /* XEP-0198 offered, default true */
+    unsigned sm_max_unacked;  /* stanzas a client may leave unacknowledged,
+                                 default 1000, 10..1000000 */
+    double sm_resume_timeout; /* seconds a lost session waits to be resumed,
+                                 default 300, 0..3600; 0: no resumption */
 
     /* sasl */
     bool offer_plus;            /* default true: SCRAM-*-PLUS offered */

@@ -22,6 +22,10 @@
   - xep_0077: bob changes his password; only the new one logs in then;
   - xep_0077 account creation: a new slixmpp client registers itself
     before authenticating (force_registration), then logs in with it;
+  - xep_0198: two slixmpp clients with stream management exchange a
+    burst; the server's count of bob's stanzas is the one slixmpp keeps
+    (every one acknowledged), slixmpp answers the server's <r/>, and
+    slixmpp never finds the server's numbers inconsistent;
   - xep_0114: slixmpp's ComponentXMPP connects as echo.localhost with its
     secret; alice finds it in the server's disco#items, asks its disco#info
     (answered by slixmpp's xep_0030 on the component), and her message
@@ -192,6 +196,55 @@ class SlixmppServices(im_test.SlixmppIM):
         with self.assertRaises(harness.ProtocolError):
             harness.login(self.srv, 'bob@localhost',
                           password=self.srv.users['bob@localhost'])
+
+    def test_stream_management(self):
+        """slixmpp's xep_0198 against the server's stream management."""
+        import logging
+
+        class Catch(logging.Handler):
+            def __init__(self):
+                super().__init__(logging.ERROR)
+                self.records = []
+
+            def emit(self, record):
+                self.records.append(record.getMessage())
+
+        catch = Catch()
+        sm_log = logging.getLogger('slixmpp.plugins.xep_0198.stream_management')
+        sm_log.addHandler(catch)
+        self.addCleanup(sm_log.removeHandler, catch)
+        self.run_scenario(self.stream_management())
+        self.assertEqual([r for r in catch.records if 'Inconsistent' in r], [])
+
+    async def stream_management(self):
+        bots = []
+        for user in ('alice', 'bob'):
+            bot = Bot('%s@localhost/sm' % user,
+                      self.srv.users['%s@localhost' % user])
+            bot.register_plugin('xep_0198')
+            bot['xep_0198'].allow_resume = False
+            self.bots.append(bot)
+            bot.connect(('127.0.0.1', self.srv.port))
+            await asyncio.wait_for(bot.started, STEP)
+            await self.until('stream management on %s' % user,
+                             lambda b=bot: 'stream_management' in b.features)
+            bots.append(bot)
+        alice, bob = bots
+        n = len(alice.messages)
+        for i in range(12):
+            bob.send_message(mto='alice@localhost/sm', mbody='sm %d' % i,
+                             mtype='chat')
+        bob['xep_0198'].request_ack()
+        # Every message counted by the server as slixmpp counts it: its
+        # acks reach the 12 (a count beyond slixmpp's would be logged as
+        # inconsistent, and fail the test).
+        await self.until('bob\'s messages acknowledged by the server',
+                         lambda: bob['xep_0198'].last_ack >= 12)
+        await self.until('the burst at alice',
+                         lambda: len(alice.messages) >= n + 12)
+        self.assertEqual([m['body'] for m in alice.messages[n:]],
+                         ['sm %d' % i for i in range(12)])
+        await self.logged(r'stream management enabled')
 
     def test_registration(self):
         """slixmpp's xep_0077 creates an account before logging in."""

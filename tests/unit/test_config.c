@@ -188,6 +188,9 @@ static void assert_same_settings(const server_config_t *a,
     assert_int_equal(a->allow_plain_loopback, b->allow_plain_loopback);
     assert_int_equal(a->resource_conflict, b->resource_conflict);
     assert_int_equal(a->max_resources, b->max_resources);
+    assert_int_equal(a->sm_enabled, b->sm_enabled);
+    assert_int_equal(a->sm_max_unacked, b->sm_max_unacked);
+    assert_true(a->sm_resume_timeout == b->sm_resume_timeout);
     assert_int_equal(a->offer_plus, b->offer_plus);
     assert_int_equal(a->sasl_plain, b->sasl_plain);
     assert_int_equal(a->sasl_external, b->sasl_external);
