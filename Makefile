@@ -59,6 +59,8 @@ bench: build
 	    --messages $${MESSAGES:-20000} $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 	@/usr/bin/python3 bench/presence_fanout.py --contacts $${CONTACTS:-100,1000} \
 	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
+	@/usr/bin/python3 bench/tls_resume.py --logins $${LOGINS:-1000} \
+	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -156,11 +156,13 @@ static void build_stream_configs(server_t *srv)
     size_t n;
     const stream_feature_t *mf =
         module_registry_stream_features(srv->modules, &n);
-    srv->features = xcalloc(n + 1, sizeof(*srv->features));
+    srv->features = xcalloc(n + 2, sizeof(*srv->features));
     if (n > 0)
         memcpy(srv->features, mf, n * sizeof(*mf));
     if (c->sm_enabled)
         srv->features[n++] = c2s_sm_feature;
+    if (c->csi_enabled)
+        srv->features[n++] = c2s_csi_feature;
     sc->features = srv->features;
     sc->feature_count = n;
 
@@ -182,6 +184,7 @@ static int make_tls(server_t *srv)
         .key_file = c->key_file,
         .ca_file = c->sasl_external ? c->client_ca_file : NULL,
         .legacy_ciphers = c->legacy_ciphers,
+        .ticket_lifetime = c->ticket_lifetime,
     };
     srv->tls = tls_ctx_new_server(&o, err, sizeof(err));
     if (srv->tls == NULL) {
@@ -277,7 +280,8 @@ static void on_sighup(uv_signal_t *h, int signum)
             .cert_file = fresh.cert_file,
             .key_file = fresh.key_file,
             .ca_file = fresh.sasl_external ? fresh.client_ca_file : NULL,
-            .legacy_ciphers = srv->cfg->legacy_ciphers};
+            .legacy_ciphers = srv->cfg->legacy_ciphers,
+            .ticket_lifetime = srv->cfg->ticket_lifetime};
         if (tls_ctx_reload(srv->tls, &o, err, sizeof(err)) != TLS_OK ||
             (o.alpn = "xmpp-client",
              tls_ctx_reload(srv->tls_direct, &o, err, sizeof(err))) != TLS_OK)

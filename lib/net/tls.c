@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -28,6 +29,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/core_names.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -66,7 +68,20 @@ struct tls_ctx {
     char *alpn;   /* NULL: no ALPN; immutable, the ALPN callback reads it */
     bool server;
     bool soft; /* verify_soft: the name is checked by the caller */
+    /* Session tickets (server, tls_ctx_opts_t.ticket_lifetime > 0): the
+     * current key and the one before it; they outlive tls_ctx_reload, so
+     * that a new certificate does not void the tickets clients hold. */
+    struct tls_ticket_key {
+        unsigned char name[16], aes[32], hmac[32];
+        time_t created;
+        bool set;
+    } ticket[2];
+    unsigned ticket_lifetime; /* seconds a key encrypts new tickets */
+    unsigned long tickets_issued, tickets_accepted;
 };
+
+static int tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
+                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
 
 /* Owned by whoever created it (a session); holds its SSL and, only while
  * bytes are in flight, the two buffers below. */
@@ -331,13 +346,29 @@ static SSL_CTX *tls_build(tls_ctx_t *ctx, const tls_ctx_opts_t *o, char *err,
      * resumption state: no session tickets (TLS 1.2 and 1.3) and no server
      * session cache, because each would hold memory per connection or per
      * recent connection. */
-    uint64_t opts =
-        SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET;
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
+    bool tickets = ctx->server && ctx->ticket_lifetime > 0 && !o->verify_soft &&
+                   !o->request_peer_cert && o->ca_file == NULL;
+    if (!tickets)
+        opts |= SSL_OP_NO_TICKET;
     if (ctx->server)
         opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
     SSL_CTX_set_options(ssl, opts);
-    SSL_CTX_set_num_tickets(ssl, 0);
+    /* Tickets are stateless resumption: the server keeps nothing per
+     * client (no session cache), the client carries its state encrypted
+     * under keys of ours that rotate (tls_ticket_cb). Never with client
+     * certificates: what a resumed session says of one was decided by
+     * another handshake. */
+    SSL_CTX_set_num_tickets(ssl, tickets ? 1 : 0);
     SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+    if (tickets) {
+        SSL_CTX_set_app_data(ssl, ctx);
+        SSL_CTX_set_timeout(ssl, (long)ctx->ticket_lifetime * 2);
+        if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, tls_ticket_cb) != 1) {
+            tls_cfg_err(err, errlen, "cannot set the session ticket keys");
+            goto fail;
+        }
+    }
     SSL_CTX_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
 
     char list[sizeof(tls_ciphers_modern) + sizeof(tls_ciphers_legacy)];
@@ -435,6 +466,84 @@ fail:
     return NULL;
 }
 
+/* A fresh ticket key; false without randomness. */
+static bool tls_ticket_key_new(struct tls_ticket_key *k)
+{
+    if (RAND_bytes(k->name, sizeof(k->name)) != 1 ||
+        RAND_bytes(k->aes, sizeof(k->aes)) != 1 ||
+        RAND_bytes(k->hmac, sizeof(k->hmac)) != 1)
+        return false;
+    k->created = time(NULL);
+    k->set = true;
+    return true;
+}
+
+/* RFC 5077 / RFC 8446 §4.6.1 tickets under our keys (OpenSSL's ticket key
+ * callback): new tickets are encrypted with the current key, which is
+ * replaced every ticket_lifetime seconds; a ticket under the previous key
+ * is still accepted (and renewed), anything older means a full handshake.
+ * So a ticket is good for one to two lifetimes. */
+static int tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
+                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    tls_ctx_t *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(s));
+    if (ctx == NULL)
+        return -1;
+    /* Keys change when needed: a current key older than one lifetime
+     * becomes the previous one; older than two, both go. */
+    time_t now = time(NULL), life = (time_t)ctx->ticket_lifetime;
+    time_t age = now - ctx->ticket[0].created;
+    if (!ctx->ticket[0].set || age >= life) {
+        struct tls_ticket_key fresh;
+        if (!tls_ticket_key_new(&fresh))
+            return -1;
+        if (ctx->ticket[0].set && age < 2 * life)
+            ctx->ticket[1] = ctx->ticket[0];
+        else
+            ctx->ticket[1].set = false;
+        ctx->ticket[0] = fresh;
+    }
+    struct tls_ticket_key *k = NULL;
+    int rc = 1;
+    if (enc) {
+        k = &ctx->ticket[0];
+        memcpy(key_name, k->name, 16);
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1)
+            return -1;
+        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+            return -1;
+        ctx->tickets_issued++;
+    } else {
+        for (int i = 0; i < 2 && k == NULL; i++)
+            if (ctx->ticket[i].set &&
+                memcmp(key_name, ctx->ticket[i].name, 16) == 0) {
+                k = &ctx->ticket[i];
+                rc = i == 0 ? 1 : 2; /* 2: use it, and issue a new one */
+            }
+        if (k == NULL)
+            return 0; /* unknown or expired: a full handshake */
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+            return -1;
+        ctx->tickets_accepted++;
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac,
+                                          sizeof(k->hmac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    return rc;
+}
+
+void tls_ctx_ticket_stats(const tls_ctx_t *ctx, unsigned long *issued,
+                          unsigned long *accepted)
+{
+    *issued = ctx->tickets_issued;
+    *accepted = ctx->tickets_accepted;
+}
+
 static tls_ctx_t *tls_ctx_new(const tls_ctx_opts_t *o, bool server, char *err,
                               size_t errlen)
 {
@@ -451,6 +560,7 @@ static tls_ctx_t *tls_ctx_new(const tls_ctx_opts_t *o, bool server, char *err,
     }
     ctx->server = server;
     ctx->soft = o->verify_soft;
+    ctx->ticket_lifetime = o->ticket_lifetime;
     if (o->alpn != NULL && (ctx->alpn = strdup(o->alpn)) == NULL) {
         tls_cfg_err(err, errlen, "out of memory");
         free(ctx);

@@ -57,9 +57,19 @@ typedef struct tls_ctx_opts {
      * ca_file. */
     bool verify_soft;
     bool request_peer_cert;
+    /* Server: TLS session tickets (stateless resumption, RFC 8446 §4.6.1)
+     * under keys that are replaced every ticket_lifetime seconds (a ticket
+     * stays good for one to two lifetimes); 0: none. Never with client
+     * certificates (ca_file, verify_soft, request_peer_cert). */
+    unsigned ticket_lifetime;
 } tls_ctx_opts_t;
 
 typedef struct tls_ctx tls_ctx_t;
+
+/* Tickets a server context has issued and accepted (resumed sessions),
+ * for logs and tests. */
+void tls_ctx_ticket_stats(const tls_ctx_t *ctx, unsigned long *issued,
+                          unsigned long *accepted);
 
 /* A server context: certificate and key loaded and checked against each
  * other. The context must outlive every tls_conn_t made from it. A client

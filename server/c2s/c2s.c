@@ -18,6 +18,7 @@
 #include "base/buf.h"
 #include "base/rand.h"
 #include "base/xalloc.h"
+#include "c2s/csi.h"
 #include "c2s/sm.h"
 #include "net/conn.h"
 
@@ -127,6 +128,8 @@ struct c2s_session {
     /* It handed its connection to a session that resumed (it only closes:
      * what its old connection never wrote is in the other's queue). */
     bool taken_over;
+    /* XEP-0352: what waits while the client says it is inactive. */
+    csi_t csi;
 };
 
 static void session_close(c2s_session_t *s);
@@ -238,6 +241,7 @@ static void session_maybe_free(c2s_session_t *s)
         rcbuf_unref(s->unsent[i]);
     }
     free(s->unsent);
+    csi_clear(&s->csi);
     jid_clear(&s->target.jid);
     stream_free(s->stream);
     session_authenticated(s);
@@ -712,6 +716,8 @@ static void session_take_over(c2s_session_t *old, c2s_session_t *cur)
     cur->taken_over = true;
 }
 
+static void csi_flush(c2s_session_t *s);
+
 /* §5: <resume previd='...' h='...'/> on a stream authenticated as the same
  * account and not bound: this stream continues the old session. */
 static void sm_resume(c2s_session_t *cur, stream_t *st, const xml_node_t *el)
@@ -759,6 +765,9 @@ static void sm_resume(c2s_session_t *cur, stream_t *st, const xml_node_t *el)
         conn_send_shared_ex(old->conn, e->bytes,
                             e->sole ? TAG_SOLE : TAG_SHARED, true);
     }
+    /* XEP-0352: a stream begins active. */
+    old->csi.inactive = false;
+    csi_flush(old);
     set_timer(old, TIMER_IDLE, old->srv->cfg->idle_timeout);
     read_update(old);
     LOG(&old->srv->log, LOG_INFO, old->target.conn,
@@ -855,6 +864,54 @@ static const stream_hooks_t c2s_hooks = {
 
 /* ------------------------------------------------------- router target */
 
+/* Stanzas an inactive client may have waiting before they all go. */
+enum { CSI_MAX_HELD = 256 };
+
+/* A routed stanza onto the connection, counted for XEP-0198. */
+static bool session_write(c2s_session_t *s, rcbuf_t *b, bool sole,
+                          bool requeued)
+{
+    if (conn_send_shared_ex(s->conn, b, sole ? TAG_SOLE : TAG_SHARED,
+                            requeued) != CONN_OK)
+        return false;
+    sm_counted(s, b, sole);
+    return true;
+}
+
+/* XEP-0352: what waited for the client goes out, in order. */
+static void csi_flush(c2s_session_t *s)
+{
+    size_t n;
+    csi_entry_t *v = csi_take(&s->csi, &n);
+    for (size_t i = 0; i < n && !s->closing && s->conn != NULL; i++)
+        session_write(s, v[i].bytes, v[i].sole, false);
+    csi_entries_free(v, n);
+}
+
+#define NS_CSI "urn:xmpp:csi:0"
+
+static void csi_handle(stream_t *st, void *owner_ud, const stream_feature_t *f,
+                       xml_tree_t *t)
+{
+    (void)f;
+    c2s_session_t *s = owner_ud;
+    const char *name = t->root->name;
+    if (strcmp(name, "inactive") == 0) {
+        s->csi.inactive = true;
+    } else if (strcmp(name, "active") == 0) {
+        s->csi.inactive = false;
+        if (stream_is_bound(st))
+            csi_flush(s);
+    } else {
+        stream_error(st, "unsupported-stanza-type", NULL);
+    }
+    xml_tree_free(t);
+}
+
+const stream_feature_t c2s_csi_feature = {
+    NS_CSI, "csi", STREAM_FEAT_AFTER_AUTH, false, NULL, csi_handle, NULL,
+};
+
 static bool target_deliver(route_target_t *t, route_stanza_t *st)
 {
     c2s_session_t *s = from_target(t);
@@ -869,11 +926,21 @@ static bool target_deliver(route_target_t *t, route_stanza_t *st)
         conn_closing(s->conn))
         return false;
     rcbuf_t *b = route_stanza_bytes(st);
-    if (conn_send_shared_ex(s->conn, b, st->shared ? TAG_SHARED : TAG_SOLE,
-                            st->requeued) != CONN_OK)
-        return false;
-    sm_counted(s, b, !st->shared);
-    return true;
+    if (s->csi.inactive) {
+        switch (csi_classify(st->el)) {
+        case CSI_DROP:
+            return true;
+        case CSI_HOLD:
+            csi_hold(&s->csi, st->el, b, !st->shared);
+            if (s->csi.count > CSI_MAX_HELD)
+                csi_flush(s);
+            return true;
+        case CSI_URGENT:
+            csi_flush(s); /* what waited goes first */
+            break;
+        }
+    }
+    return session_write(s, b, !st->shared, st->requeued);
 }
 
 static void target_kick(route_target_t *t, const char *condition)

@@ -39,6 +39,13 @@ void c2s_shutdown(worker_t *w, const char *condition);
  * Resumption is not offered yet. */
 extern const stream_feature_t c2s_sm_feature;
 
+/* XEP-0352 client state indication (urn:xmpp:csi:0), when
+ * c2s.client_state_indication is on: while a client says it is inactive,
+ * presence waits (the latest from each sender), PEP events wait, chat
+ * states alone are dropped; anything else goes at once, after what
+ * waited; <active/> sends what waited. */
+extern const stream_feature_t c2s_csi_feature;
+
 /* Frees w->c2s once the worker's loop has ended (no session left). */
 void c2s_free(worker_t *w);
 

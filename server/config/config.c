@@ -210,6 +210,7 @@ int config_defaults(server_config_t *c)
     c->s2s_queue_max = 1000;
 
     c->legacy_ciphers = false;
+    c->ticket_lifetime = 43200;
 
     c->require_encryption = true;
     c->allow_plain_loopback = false;
@@ -218,6 +219,7 @@ int config_defaults(server_config_t *c)
     c->sm_enabled = true;
     c->sm_max_unacked = 1000;
     c->sm_resume_timeout = 300.0;
+    c->csi_enabled = true;
 
     c->offer_plus = true;
     c->sasl_plain = true;
@@ -307,6 +309,7 @@ static const desc_t c2s_desc[] = {
     {"stream_management", K_BOOL, F(sm_enabled), 0, 0, NULL, false},
     {"max_unacked", K_UINT, F(sm_max_unacked), 10, 1000000, NULL, false},
     {"resume_timeout", K_DOUBLE, F(sm_resume_timeout), 0, 3600, NULL, false},
+    {"client_state_indication", K_BOOL, F(csi_enabled), 0, 0, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -360,6 +363,7 @@ static const desc_t tls_desc[] = {
     {"key", K_PATH_OPT, F(key_file), 0, 0, NULL, false},
     {"client_ca", K_PATH_OPT, F(client_ca_file), 0, 0, NULL, false},
     {"legacy_ciphers", K_BOOL, F(legacy_ciphers), 0, 0, NULL, false},
+    {"ticket_lifetime", K_UINT, F(ticket_lifetime), 0, 604800, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

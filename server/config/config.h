@@ -115,6 +115,8 @@ typedef struct server_config {
     char *key_file;       /* PEM private key; set exactly when cert_file is */
     char *client_ca_file; /* CA for EXTERNAL client certificates, or NULL */
     bool legacy_ciphers;  /* default false */
+    unsigned ticket_lifetime; /* seconds each TLS session ticket key serves,
+                                 default 43200, 0..604800; 0: no tickets */
 
     /* c2s */
     bool require_encryption;   /* default true */
@@ -128,6 +130,7 @@ typedef struct server_config {
                                  default 1000, 10..1000000 */
     double sm_resume_timeout; /* seconds a lost session waits to be resumed,
                                  default 300, 0..3600; 0: no resumption */
+    bool csi_enabled;         /* XEP-0352 offered, default true */
 
     /* sasl */
     bool offer_plus;            /* default true: SCRAM-*-PLUS offered */

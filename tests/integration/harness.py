@@ -263,9 +263,14 @@ class Server:
         for k, v in self.settings['c2s'].items():
             out.append('    %s = %s;' % (k, _conf_value(v)))
         out.append('};')
+        top = dict(self.top)
         if self.tls:
-            out.append('tls = { cert = %s; key = %s; };'
-                       % (_conf_value(self.cert), _conf_value(self.key)))
+            # top={'tls': {...}} adds settings to this group.
+            extra = ''.join(' %s = %s;' % (n, _conf_value(x))
+                            for n, x in top.pop('tls', {}).items())
+            out.append('tls = { cert = %s; key = %s;%s };'
+                       % (_conf_value(self.cert), _conf_value(self.key),
+                          extra))
         for group in ('sasl', 'limits'):
             out.append('%s = {' % group)
             for k, v in self.settings[group].items():
@@ -274,7 +279,7 @@ class Server:
         out.append('storage = { path = %s; };'
                    % _conf_value(os.path.join(self.dir, 'starling.db')))
         out.append('log = { level = "debug"; };')
-        for k, v in self.top.items():
+        for k, v in top.items():
             if isinstance(v, dict):
                 out.append('%s = { %s };' % (k, ' '.join(
                     '%s = %s;' % (n, _conf_value(x)) for n, x in v.items())))

@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -229,6 +230,93 @@ class DirectTLS(harness.ServerTestCase):
             self.assertNotIn(b'<stream:', data)
         finally:
             s.close()
+
+
+class Tickets(harness.ServerTestCase):
+    """TLS session tickets (issue 11, fast reconnects): a client that
+    reconnects with its ticket skips the full handshake, over STARTTLS and
+    direct TLS, TLS 1.3 and 1.2; keys rotate (a ticket is refused after two
+    lifetimes); ticket_lifetime = 0 issues none; and a resumed stream logs
+    in as usual."""
+
+    def session(self, srv, ctx, direct, sess=None, tls_max=None):
+        """One TLS connection with `ctx`: returns (session, reused)."""
+        raw = socket.create_connection(
+            ('127.0.0.1', srv.tls_port if direct else srv.port), timeout=10)
+        if not direct:
+            raw.sendall(b"<?xml version='1.0'?><stream:stream xmlns="
+                        b"'jabber:client' xmlns:stream='http://etherx.jabber"
+                        b".org/streams' to='localhost' version='1.0'>")
+            data = b''
+            while b'</stream:features>' not in data:
+                data += raw.recv(4096)
+            raw.sendall(b"<starttls xmlns='%s'/>" % NS_TLS.encode())
+            while b'<proceed' not in data:
+                data += raw.recv(4096)
+        s = ctx.wrap_socket(raw, server_hostname='localhost', session=sess)
+        s.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client'"
+                  b" xmlns:stream='http://etherx.jabber.org/streams' "
+                  b"to='localhost' version='1.0'>")
+        data = b''
+        while b'</stream:features>' not in data:
+            data += s.recv(4096)  # TLS 1.3 tickets come with these reads
+        reused, got = s.session_reused, s.session
+        s.close()
+        return got, reused
+
+    def test_resumption(self):
+        srv = Server()
+        try:
+            for direct in (True, False):
+                for ver in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+                    ctx = harness.tls_context(
+                        tls_max=ver, alpn=('xmpp-client',) if direct else None)
+                    sess, reused = self.session(srv, ctx, direct)
+                    self.assertFalse(reused)
+                    self.assertIsNotNone(sess)
+                    self.assertTrue(sess.has_ticket, (direct, ver))
+                    _, reused = self.session(srv, ctx, direct, sess)
+                    self.assertTrue(reused, (direct, ver))
+            # A resumed connection logs in like any other.
+            ctx = harness.tls_context(alpn=('xmpp-client',))
+            sess, _ = self.session(srv, ctx, True)
+            raw = socket.create_connection(('127.0.0.1', srv.tls_port),
+                                           timeout=10)
+            c = self.client(srv)
+            c.sock.close()
+            c.sock = ctx.wrap_socket(raw, server_hostname='localhost',
+                                     session=sess)
+            self.assertTrue(c.sock.session_reused)
+            c.open_stream()
+            self.assertEqual(c.auth_scram('alice', 'alice-secret').tag,
+                             q(NS_SASL, 'success'))
+            c.open_stream()
+            c.bind('resumed')
+        finally:
+            srv.stop()
+
+    def test_keys_rotate(self):
+        srv = Server(top={'tls': {'ticket_lifetime': 1}})
+        try:
+            ctx = harness.tls_context(alpn=('xmpp-client',))
+            sess, _ = self.session(srv, ctx, True)
+            _, reused = self.session(srv, ctx, True, sess)
+            self.assertTrue(reused)
+            time.sleep(2.5)
+            _, reused = self.session(srv, ctx, True, sess)
+            self.assertFalse(reused)
+        finally:
+            srv.stop()
+
+    def test_off(self):
+        srv = Server(top={'tls': {'ticket_lifetime': 0}})
+        try:
+            ctx = harness.tls_context(alpn=('xmpp-client',))
+            sess, _ = self.session(srv, ctx, True)
+            _, reused = self.session(srv, ctx, True, sess)
+            self.assertFalse(reused)
+        finally:
+            srv.stop()
 
 
 class CertificateReload(harness.ServerTestCase):

@@ -184,6 +184,7 @@ static void assert_same_settings(const server_config_t *a,
     assert_true(a->s2s_idle_timeout == b->s2s_idle_timeout);
     assert_int_equal(a->s2s_queue_max, b->s2s_queue_max);
     assert_int_equal(a->legacy_ciphers, b->legacy_ciphers);
+    assert_int_equal(a->ticket_lifetime, b->ticket_lifetime);
     assert_int_equal(a->require_encryption, b->require_encryption);
     assert_int_equal(a->allow_plain_loopback, b->allow_plain_loopback);
     assert_int_equal(a->resource_conflict, b->resource_conflict);
@@ -191,6 +192,7 @@ static void assert_same_settings(const server_config_t *a,
     assert_int_equal(a->sm_enabled, b->sm_enabled);
     assert_int_equal(a->sm_max_unacked, b->sm_max_unacked);
     assert_true(a->sm_resume_timeout == b->sm_resume_timeout);
+    assert_int_equal(a->csi_enabled, b->csi_enabled);
     assert_int_equal(a->offer_plus, b->offer_plus);
     assert_int_equal(a->sasl_plain, b->sasl_plain);
     assert_int_equal(a->sasl_external, b->sasl_external);
