@@ -92,7 +92,7 @@ static void kick(route_target_t *t, const char *condition)
     (void)condition;
 }
 
-static const route_target_ops_t ops = {check_deliver, kick, NULL};
+static const route_target_ops_t ops = {.deliver = check_deliver, .kick = kick};
 
 static const char *const hosts[] = {"localhost", "example.org"};
 

@@ -119,6 +119,7 @@ struct c2s_session {
      * to the router instead of `unsent`, a part of it). */
     bool sm_on;
     bool sm_r_pending; /* our <r/> not answered yet */
+    bool sm_a_pending; /* the client's <r/>, answered once settled */
     sm_t sm;
     char sm_id[32]; /* "" unless resumable */
     /* Its connection is gone and it waits (TIMER_RESUME) for a new one to
@@ -677,6 +678,7 @@ static bool session_hibernate(c2s_session_t *s)
         s->w->shutting_down)
         return false;
     s->hibernating = true;
+    s->target.detached = true;
     stream_abort(s->stream); /* hook_close leaves the session be */
     if (s->conn != NULL)
         conn_close(s->conn, 0);
@@ -713,6 +715,7 @@ static void session_take_over(c2s_session_t *old, c2s_session_t *cur)
         conn_set_owner(oc, &c2s_conn_events, cur);
     stream_set_owner(os, cur);
     old->hibernating = false;
+    old->target.detached = false;
     cur->taken_over = true;
 }
 
@@ -826,7 +829,13 @@ static void sm_handle(stream_t *st, void *owner_ud, const stream_feature_t *f,
             st, s->sm_on ? "unsupported-stanza-type" : "unexpected-request",
             NULL);
     } else if (strcmp(name, "r") == 0) {
-        sm_answer(s);
+        /* §4: h counts what the server has taken responsibility for; a
+         * stanza still waiting for the store (offline storage, held) is
+         * not yet that: the answer waits until they are done. */
+        if (s->target.holds > 0 || s->target.held_head != NULL)
+            s->sm_a_pending = true;
+        else
+            sm_answer(s);
     } else {
         uint32_t h;
         if (!parse_h(xml_element_attr(t->root, NULL, "h"), &h)) {
@@ -973,10 +982,20 @@ static void target_pause(route_target_t *t, bool paused)
     read_update(s);
 }
 
+static void target_settled(route_target_t *t)
+{
+    c2s_session_t *s = from_target(t);
+    if (s->sm_a_pending && !s->hibernating && !s->closing) {
+        s->sm_a_pending = false;
+        sm_answer(s);
+    }
+}
+
 static const route_target_ops_t c2s_target_ops = {
     .deliver = target_deliver,
     .kick = target_kick,
     .pause = target_pause,
+    .settled = target_settled,
 };
 
 /* ------------------------------------------------------- connection */

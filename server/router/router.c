@@ -147,7 +147,8 @@ static void self_kick(route_target_t *t, const char *condition)
     (void)condition;
 }
 
-static const route_target_ops_t self_ops = {self_deliver, self_kick, NULL};
+static const route_target_ops_t self_ops = {.deliver = self_deliver,
+                                            .kick = self_kick};
 
 router_t *router_new(const router_config_t *cfg, const logger_t *log)
 {
@@ -341,6 +342,8 @@ void router_release(router_t *r, route_target_t *t)
         if (t->ops->pause != NULL)
             t->ops->pause(t, false);
     }
+    if (t->holds == 0 && t->held_head == NULL && t->ops->settled != NULL)
+        t->ops->settled(t);
 }
 
 /* A session that ends while held: its holds are void, and the stanzas it
@@ -875,8 +878,8 @@ static void remote_kick(route_target_t *t, const char *condition)
     (void)condition;
 }
 
-static const route_target_ops_t remote_ops = {remote_deliver, remote_kick,
-                                              NULL};
+static const route_target_ops_t remote_ops = {.deliver = remote_deliver,
+                                              .kick = remote_kick};
 
 void router_reply_error_remote(router_t *r, const xml_node_t *stanza,
                                const char *type, const char *condition)

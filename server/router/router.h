@@ -68,6 +68,10 @@ typedef struct route_target_ops {
      * its stanzas are held (router_hold) and too many are queued. May be
      * NULL. */
     void (*pause)(route_target_t *t, bool paused);
+    /* Every stanza the session sent while held has been handled (the last
+     * hold is released and nothing waits): for XEP-0198, whose count of
+     * handled stanzas must not run ahead of what is stored. May be NULL. */
+    void (*settled)(route_target_t *t);
 } route_target_ops_t;
 
 struct router_held;
@@ -85,6 +89,10 @@ struct route_target {
     /* A sender on another server (router_route_remote): not bound, never
      * held; what is delivered to it goes to its server (server/s2s). */
     bool remote;
+    /* Its connection is gone and the session waits to be resumed (XEP-0198):
+     * still bound and available, but nobody reads it now (XEP-0357 push
+     * notifications are for such a session). Set by its owner. */
+    bool detached;
     /* Router-private: holds taken (router_hold) and the stanzas that
      * arrived meanwhile, in order. */
     unsigned holds;

@@ -113,9 +113,11 @@ class Authoritative:
                   b"dialback'><errors/></dialback></stream:features>")
         buf = self._read_until(t, b'</db:verify>')
         idv = buf.split(b"id='", 1)[1].split(b"'", 1)[0].decode()
+        # Counted before the answer goes: the server under test may act on
+        # it before this thread runs again.
+        self.verified += 1
         t.sendall(("<db:verify from='evil.test' to='a.test' id='%s' "
                    "type='valid'/>" % idv).encode())
-        self.verified += 1
         time.sleep(1)
         t.close()
 

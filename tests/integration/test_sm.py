@@ -231,6 +231,32 @@ def authenticated(srv, jid, password):
     return c
 
 
+class Durability(harness.FreshServerTestCase):
+    """Issue 11: a kill -9 right after the server acknowledged (XEP-0198
+    <a/>) messages for an offline user loses none of them: the ack waits
+    until they are stored."""
+
+    def test_acknowledged_survives_sigkill(self):
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        enable(alice)
+        burst = ''.join("<message to='carol@localhost' type='chat' id='k%d'>"
+                        "<body>kept %d</body></message>" % (i, i)
+                        for i in range(5))
+        # One write: the messages and the request for an ack.
+        alice.send(burst + "<r xmlns='%s'/>" % NS_SM)
+        while True:
+            el = alice.expect_element()
+            if el.tag == sm('a'):
+                break
+        self.assertEqual(el.get('h'), '5')
+        self.srv.kill()
+        self.srv.start()
+        carol = self.login(self.srv, 'carol@localhost', resource='c')
+        carol.send('<presence/>')
+        got = read_messages(carol, 5)
+        self.assertEqual(bodies(got), ['kept %d' % i for i in range(5)])
+
+
 class Resumption(harness.FreshServerTestCase):
     """XEP-0198 §5: a session outlives its connection."""
 

@@ -39,8 +39,8 @@ static void fake_pause(route_target_t *t, bool paused)
     f->paused += paused ? 1 : -1;
 }
 
-static const route_target_ops_t fake_ops = {fake_deliver, fake_kick,
-                                            fake_pause};
+static const route_target_ops_t fake_ops = {
+    .deliver = fake_deliver, .kick = fake_kick, .pause = fake_pause};
 
 void fake_init(fake_target_t *f, unsigned long conn)
 {
