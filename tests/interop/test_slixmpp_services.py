@@ -26,6 +26,8 @@
     burst; the server's count of bob's stanzas is the one slixmpp keeps
     (every one acknowledged), slixmpp answers the server's <r/>, and
     slixmpp never finds the server's numbers inconsistent;
+  - xep_0198 resumption: slixmpp's connection is cut; it reconnects and
+    resumes, and the message sent meanwhile arrives;
   - xep_0114: slixmpp's ComponentXMPP connects as echo.localhost with its
     secret; alice finds it in the server's disco#items, asks its disco#info
     (answered by slixmpp's xep_0030 on the component), and her message
@@ -245,6 +247,35 @@ class SlixmppServices(im_test.SlixmppIM):
         self.assertEqual([m['body'] for m in alice.messages[n:]],
                          ['sm %d' % i for i in range(12)])
         await self.logged(r'stream management enabled')
+
+    def test_stream_resumption(self):
+        """slixmpp's xep_0198 resumes a session whose connection broke;
+        what was sent meanwhile arrives."""
+        self.run_scenario(self.resumption())
+
+    async def resumption(self):
+        bob = Bot('bob@localhost/phone', self.srv.users['bob@localhost'])
+        bob.register_plugin('xep_0198')
+        resumed = []
+        bob.add_event_handler('session_resumed', resumed.append)
+        self.bots.append(bob)
+        bob.connect(('127.0.0.1', self.srv.port))
+        await asyncio.wait_for(bob.started, STEP)
+        await self.until('a resumable session',
+                         lambda: bob['xep_0198'].sm_id is not None)
+        alice = await self.login('alice', 'a')
+        bob.transport.abort()  # the phone drops off the network
+        await self.logged(r'session kept \d+ s for resumption')
+        alice.send_message(mto='bob@localhost/phone', mbody='while away',
+                           mtype='chat')
+        await asyncio.sleep(0.2)
+        bob.connect(('127.0.0.1', self.srv.port))
+        await self.until('the resumption', lambda: resumed)
+        await self.logged(r'resumed from')
+        await self.until('the message sent meanwhile',
+                         lambda: any(m['body'] == 'while away'
+                                     for m in bob.messages))
+        self.assertEqual(str(bob.boundjid), 'bob@localhost/phone')
 
     def test_registration(self):
         """slixmpp's xep_0077 creates an account before logging in."""
