@@ -61,6 +61,7 @@ bench: build
 	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 	@/usr/bin/python3 bench/tls_resume.py --logins $${LOGINS:-1000} \
 	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
+	@$(BUILD)/bin/archive_bench $${ARCHIVE:-1000000}
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

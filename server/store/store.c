@@ -29,6 +29,7 @@ static const store_group_t *const store_groups[] = {
     &store_offline_group,  /* 3 */
     &store_data_group,     /* 4 */
     &store_invites_group,  /* 5 */
+    &store_archive_group,  /* 6 */
 };
 
 const store_group_t *const *store_group_list(size_t *count)

@@ -299,4 +299,52 @@ void store_invite_check(store_t *s, const char *domain, const char *token,
 void store_invite_redeem(store_t *s, const char *token,
                          const store_account_t *a, store_done_cb cb, void *ud);
 
+/* ------------------------------------------------------------ archive
+ * XEP-0313 message archives: each 1:1 message an account sent or received,
+ * under the stanza id (XEP-0359) it was given, the time it was archived
+ * (ts, milliseconds since the epoch) and the other party. Queries read in
+ * (ts, insertion) order, a page at a time. Rows go with their account. */
+
+typedef struct store_archive_item {
+    int64_t id;           /* insertion order (filled by queries) */
+    const char *sid;      /* the stanza id, unique per account */
+    int64_t ts;           /* ms since the epoch */
+    const char *peer;     /* the other party's bare JID */
+    const char *peer_res; /* its resource, "" when none */
+    bool outgoing;        /* sent by the account */
+    const char *stanza;   /* the message as serialized (NUL after len) */
+    size_t len;
+} store_archive_item_t;
+
+typedef struct store_archive_query {
+    const char *peer;     /* only with this party (bare JID), or NULL */
+    const char *peer_res; /* and this resource of it, or NULL */
+    int64_t start, end;   /* ts span, inclusive; end 0: no end */
+    const char *after;    /* only after the item with this sid, or NULL */
+    /* Only before the item with this sid; "" for the last page; NULL: no
+     * bound. With `before` the page is the `max` items just before it
+     * (RSM's backward paging), still oldest first. */
+    const char *before;
+    size_t max; /* the page size, at least 1 */
+} store_archive_query_t;
+
+/* items oldest first (NULL and 0 on error or when none); complete: no
+ * more items match in the direction read. STORE_ERR_NOT_FOUND when `after`
+ * or `before` names no item of the account. */
+typedef void (*store_archive_cb)(void *ud, int err,
+                                 const store_archive_item_t *items,
+                                 size_t count, bool complete);
+
+/* Archives one message (item->id is ignored); STORE_ERR_NOT_FOUND when
+ * there is no such account. */
+void store_archive_put(store_t *s, const char *domain, const char *node,
+                       const store_archive_item_t *item, store_done_cb cb,
+                       void *ud);
+void store_archive_query(store_t *s, const char *domain, const char *node,
+                         const store_archive_query_t *q, store_archive_cb cb,
+                         void *ud);
+/* Deletes every account's items archived before `before_ms` (retention). */
+void store_archive_expire(store_t *s, int64_t before_ms, store_done_cb cb,
+                          void *ud);
+
 #endif

@@ -191,7 +191,8 @@ typedef struct store_group {
 
 /* The groups, in store.c's one list. */
 extern const store_group_t store_accounts_group, store_roster_group,
-    store_offline_group, store_data_group, store_invites_group;
+    store_offline_group, store_data_group, store_invites_group,
+    store_archive_group;
 /* That list, in the order the groups' schema steps were released. */
 const store_group_t *const *store_group_list(size_t *count);
 

@@ -22,7 +22,7 @@
 #include "store/store_internal.h"
 
 /* The newest schema version (store.c's groups). */
-#define SCHEMA_NEWEST 5
+#define SCHEMA_NEWEST 6
 
 typedef struct fixture {
     char dir[64];
@@ -1755,6 +1755,170 @@ static void test_invites(void **state)
     assert_int_equal(sqlite_int(f->path, "SELECT count(*) FROM invites"), 1);
 }
 
+/* --- archive --- */
+
+typedef struct archive_result {
+    result_t base;
+    size_t count;
+    bool complete;
+    char sids[16][24];
+    int64_t ts[16];
+    char peers[16][64];
+    bool outgoing[16];
+    char stanzas[16][64];
+} archive_result_t;
+
+static void on_archive(void *ud, int err, const store_archive_item_t *items,
+                       size_t count, bool complete)
+{
+    archive_result_t *r = ud;
+    result_note(&r->base, err);
+    r->count = count;
+    r->complete = complete;
+    for (size_t i = 0; i < count && i < 16; i++) {
+        snprintf(r->sids[i], sizeof(r->sids[i]), "%s", items[i].sid);
+        snprintf(r->peers[i], sizeof(r->peers[i]), "%s/%s", items[i].peer,
+                 items[i].peer_res);
+        snprintf(r->stanzas[i], sizeof(r->stanzas[i]), "%.*s",
+                 (int)items[i].len, items[i].stanza);
+        r->ts[i] = items[i].ts;
+        r->outgoing[i] = items[i].outgoing;
+    }
+}
+
+static int do_archive_put(fixture_t *f, const char *node, const char *sid,
+                          int64_t ts, const char *peer, bool out)
+{
+    char stanza[64];
+    snprintf(stanza, sizeof(stanza), "<message id='%s'/>", sid);
+    store_archive_item_t it = {.sid = sid,
+                               .ts = ts,
+                               .peer = peer,
+                               .peer_res = "r",
+                               .outgoing = out,
+                               .stanza = stanza,
+                               .len = strlen(stanza)};
+    result_t r;
+    result_init(&r, f);
+    store_archive_put(f->store, "example.org", node, &it, on_done, &r);
+    wait_result(f, &r);
+    return r.err;
+}
+
+static void do_archive_query(fixture_t *f, const store_archive_query_t *q,
+                             archive_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    result_init(&r->base, f);
+    store_archive_query(f->store, "example.org", "alice", q, on_archive, r);
+    wait_result(f, &r->base);
+}
+
+static void assert_sids(const archive_result_t *r, const char *want)
+{
+    char got[256] = "";
+    for (size_t i = 0; i < r->count; i++) {
+        if (i > 0)
+            strcat(got, " ");
+        strcat(got, r->sids[i]);
+    }
+    assert_string_equal(got, want);
+}
+
+/* XEP-0313 queries: pages forward and backward (RSM), by party, by time
+ * span, from and to a stanza id; unknown ids; retention; the account's
+ * deletion. */
+static void test_archive(void **state)
+{
+    fixture_t *f = *state;
+    create_account(f, "example.org", "alice");
+    create_account(f, "example.org", "bob");
+    char sid[16];
+    /* s0..s9 at times 1000..1009 (s4 and s5 at the same time), with bob
+     * (even) and carol (odd); one of bob's own. */
+    for (int i = 0; i < 10; i++) {
+        snprintf(sid, sizeof(sid), "s%d", i);
+        assert_int_equal(
+            do_archive_put(f, "alice", sid, 1000 + i - (i == 5 ? 1 : 0),
+                           i % 2 == 0 ? "bob@example.org" : "carol@example.org",
+                           i % 3 == 0),
+            STORE_OK);
+    }
+    assert_int_equal(
+        do_archive_put(f, "bob", "s0", 5000, "alice@example.org", true),
+        STORE_OK);
+    assert_int_equal(do_archive_put(f, "nobody", "x", 1, "a@b", false),
+                     STORE_ERR_NOT_FOUND);
+
+    archive_result_t r;
+    store_archive_query_t q = {.max = 4};
+    do_archive_query(f, &q, &r);
+    assert_int_equal(r.base.err, STORE_OK);
+    assert_sids(&r, "s0 s1 s2 s3");
+    assert_false(r.complete);
+    assert_string_equal(r.peers[1], "carol@example.org/r");
+    assert_true(r.outgoing[0]);
+    assert_false(r.outgoing[1]);
+    assert_string_equal(r.stanzas[2], "<message id='s2'/>");
+    q.after = "s3";
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s4 s5 s6 s7"); /* s4, s5 share a time: insertion order */
+    q.after = "s7";
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s8 s9");
+    assert_true(r.complete);
+
+    /* Backward: the last page, then the one before. */
+    q.after = NULL;
+    q.before = "";
+    q.max = 3;
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s7 s8 s9");
+    assert_false(r.complete);
+    q.before = "s7";
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s4 s5 s6");
+    q.before = "s2";
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s0 s1");
+    assert_true(r.complete);
+
+    /* Between two ids; with a party; a time span. */
+    q = (store_archive_query_t){.after = "s2", .before = "s6", .max = 10};
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s3 s4 s5"); /* the page just before s6 */
+    q = (store_archive_query_t){.peer = "bob@example.org", .max = 10};
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s0 s2 s4 s6 s8");
+    q.peer_res = "other";
+    do_archive_query(f, &q, &r);
+    assert_int_equal(r.count, 0);
+    assert_true(r.complete);
+    q = (store_archive_query_t){.start = 1003, .end = 1006, .max = 10};
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s3 s4 s5 s6");
+
+    /* Ids that are not there: item-not-found. */
+    q = (store_archive_query_t){.after = "nope", .max = 10};
+    do_archive_query(f, &q, &r);
+    assert_int_equal(r.base.err, STORE_ERR_NOT_FOUND);
+    q = (store_archive_query_t){.max = 0};
+    do_archive_query(f, &q, &r);
+    assert_int_equal(r.base.err, STORE_ERR_INVALID);
+
+    /* Retention: everything before 1005 goes, for every account. */
+    result_t d;
+    result_init(&d, f);
+    store_archive_expire(f->store, 1005, on_done, &d);
+    wait_result(f, &d);
+    assert_int_equal(d.err, STORE_OK);
+    q = (store_archive_query_t){.max = 10};
+    do_archive_query(f, &q, &r);
+    assert_sids(&r, "s6 s7 s8 s9"); /* s5 was at 1004 */
+    assert_int_equal(do_delete(f, "example.org", "alice"), STORE_OK);
+    assert_int_equal(sqlite_int(f->path, "SELECT count(*) FROM archive"), 1);
+}
+
 static void test_data_round_trip(void **state)
 {
     fixture_t *f = *state;
@@ -2340,6 +2504,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_data_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invites, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_persist, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_roster_offline_after_close, setup,
