@@ -88,6 +88,9 @@ int xml_element_set_attr(xml_tree_t *t, xml_node_t *el, const char *ns,
 
 /* Removes an attribute if present. */
 void xml_element_remove_attr(xml_node_t *el, const char *ns, const char *name);
+/* Takes node n out of its parent's children (its memory stays in the
+ * tree's arena until the tree is freed). The root is not removed. */
+void xml_node_detach(xml_node_t *n);
 
 /* Appends character data (copied; len bytes, need not be NUL-terminated) as
  * a text child, merged with a text node that is already the last child.

@@ -279,3 +279,24 @@ bool xml_node_equal(const xml_node_t *a, const xml_node_t *b)
             return false;
     return ca == NULL && cb == NULL;
 }
+
+void xml_node_detach(xml_node_t *n)
+{
+    xml_node_t *parent = n->parent;
+    if (parent == NULL)
+        return;
+    xml_node_t *prev = NULL;
+    for (xml_node_t *c = parent->children; c != NULL; prev = c, c = c->next) {
+        if (c != n)
+            continue;
+        if (prev != NULL)
+            prev->next = n->next;
+        else
+            parent->children = n->next;
+        if (parent->last_child == n)
+            parent->last_child = prev;
+        n->next = NULL;
+        n->parent = NULL;
+        return;
+    }
+}

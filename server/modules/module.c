@@ -549,6 +549,18 @@ static void later_free(module_later_t *l)
     free(l);
 }
 
+void module_later_deliver(module_later_t *l, const xml_node_t *el)
+{
+    route_target_t *to = l->held && !l->remote
+                             ? router_find_conn(l->router, &l->sender, l->conn)
+                             : NULL;
+    if (to == NULL)
+        return;
+    route_stanza_t st = ROUTE_STANZA(el, l->router);
+    router_deliver(to, &st);
+    route_stanza_done(&st);
+}
+
 void module_later_send(module_later_t *l, xml_tree_t *t)
 {
     if (t != NULL && l->remote) {

@@ -389,6 +389,9 @@ bool module_later_for_account(const module_later_t *l);
 const char *module_later_sender(const module_later_t *l);
 /* Starts the IQ result (as module_iq_result()). */
 xml_node_t *module_later_result(module_later_t *l, xml_tree_t **out);
+/* Delivers a stanza to the (local) sender and keeps l: for answers of
+ * several stanzas before the IQ result (XEP-0313 query results). */
+void module_later_deliver(module_later_t *l, const xml_node_t *el);
 /* Sends t (NULL: nothing) to the sender, releases and frees l. */
 void module_later_send(module_later_t *l, xml_tree_t *t);
 /* After a store write: an empty result when err is STORE_OK (returns

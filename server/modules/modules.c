@@ -25,6 +25,7 @@ static const module_desc_t *const all[] = {
     &module_register,          /* XEP-0077 (password changes) */
     &module_avatar,            /* XEP-0398, XEP-0153 */
     &module_push,              /* XEP-0357 push notifications */
+    &module_mam,               /* XEP-0313 message archives */
 };
 
 const module_desc_t *const *modules_all(size_t *count)

@@ -28,6 +28,7 @@ extern const module_desc_t module_pep;
 extern const module_desc_t module_register;
 extern const module_desc_t module_avatar;
 extern const module_desc_t module_push;
+extern const module_desc_t module_mam;
 
 /* Every module, in the order their hooks of equal priority run and their
  * init is called; *count is set to their number. server_config_t's

@@ -230,6 +230,13 @@ class Stanzas(harness.ServerTestCase):
                     "</message>" % (mtype, mtype, mtype, extra))
             a.send(text)
             got = b.expect_stanza('message')
+            # The one thing the server adds: the XEP-0359 id its archive
+            # (XEP-0313) gave a chat or normal message with a body.
+            sid = got.find('{urn:xmpp:sid:0}stanza-id')
+            self.assertEqual(sid is not None, mtype in ('normal', 'chat'))
+            if sid is not None:
+                self.assertEqual(sid.get('by'), 'bob@localhost')
+                got.remove(sid)
             sent = ET.fromstring(text.replace('<message ', "<message xmlns='jabber:client' ", 1))
             self.assertTrue(same_tree(sent, got), '%s\n%s' % (
                 ET.tostring(sent, 'unicode'), ET.tostring(got, 'unicode')))

@@ -28,6 +28,8 @@
     slixmpp never finds the server's numbers inconsistent;
   - xep_0198 resumption: slixmpp's connection is cut; it reconnects and
     resumes, and the message sent meanwhile arrives;
+  - xep_0313: bob pages through his archive of alice's messages with
+    slixmpp's RSM iterator, two at a time;
   - xep_0114: slixmpp's ComponentXMPP connects as echo.localhost with its
     secret; alice finds it in the server's disco#items, asks its disco#info
     (answered by slixmpp's xep_0030 on the component), and her message
@@ -276,6 +278,31 @@ class SlixmppServices(im_test.SlixmppIM):
                          lambda: any(m['body'] == 'while away'
                                      for m in bob.messages))
         self.assertEqual(str(bob.boundjid), 'bob@localhost/phone')
+
+    def test_archive(self):
+        """slixmpp's xep_0313 pages through an archive (RSM)."""
+        self.run_scenario(self.archive())
+
+    async def archive(self):
+        alice = await self.login('alice', 'arch')
+        bob = Bot('bob@localhost/arch', self.srv.users['bob@localhost'])
+        bob.register_plugin('xep_0313')
+        self.bots.append(bob)
+        bob.connect(('127.0.0.1', self.srv.port))
+        await asyncio.wait_for(bob.started, STEP)
+        for i in range(5):
+            alice.send_message(mto='bob@localhost', mbody='kept %d' % i,
+                               mtype='chat')
+        await self.until('the messages at bob',
+                         lambda: sum(1 for m in bob.messages
+                                     if m['body'].startswith('kept')) == 5)
+        got = []
+        async for page in bob['xep_0313'].retrieve(
+                with_jid=slixmpp.JID('alice@localhost'), iterator=True,
+                rsm={'max': 2}):
+            got += [r['mam_result']['forwarded']['stanza']['body']
+                    for r in page['mam']['results']]
+        self.assertEqual(got, ['kept %d' % i for i in range(5)])
 
     def test_registration(self):
         """slixmpp's xep_0077 creates an account before logging in."""
