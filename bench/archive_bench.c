@@ -137,7 +137,8 @@ int main(int argc, char **argv)
     struct stat st;
     stat(path, &st);
     printf("archive of one account: %ld messages stored in %.1f s "
-           "(%.0f messages/s, each its own transaction); database %.0f MiB\n",
+           "(%.0f messages/s; each its own request, the store commits\n"
+           "  those queued together as one transaction); database %.0f MiB\n",
            n, fill / 1e3, (double)n / (fill / 1e3),
            (double)st.st_size / (1024.0 * 1024.0));
 

@@ -238,6 +238,58 @@ void store_txn_commit(store_conn_t *c, store_req_t *r)
     store_exec(c, r, &store_stmt_commit, NULL, 0, NULL, store_txn_committed);
 }
 
+/* Requests one group commit may take. */
+enum { BATCH_MAX = 256 };
+
+/* A preset error (CLOSED, INVALID) is the answer already; it went through
+ * the queue only to keep callbacks in request order. SQLite finishes every
+ * request before run returns. */
+static void run_one(store_conn_t *conn, store_req_t *r)
+{
+    if (r->err != STORE_OK)
+        return;
+    r->op->run(r, conn);
+    if (!r->finished) {
+        store_conn_log(conn, LOG_ERROR, "%s: request ended without a result",
+                       r->op->name);
+        r->err = STORE_ERR_IO;
+    }
+}
+
+static void batch_noted(store_req_t *r, store_conn_t *c, int err,
+                        uint64_t changes)
+{
+    (void)c;
+    (void)changes;
+    r->txn_err = err;
+}
+
+/* The linked requests from `first`, in one transaction: BEGIN, each one's
+ * run (a single statement that finishes it), COMMIT. When the BEGIN fails
+ * they run one by one; when the COMMIT fails, every one of them gets its
+ * error (nothing of theirs is stored). */
+static void run_batch(store_conn_t *conn, store_req_t *first)
+{
+    store_exec(conn, first, &store_stmt_begin_write, NULL, 0, NULL,
+               batch_noted);
+    int begun = first->txn_err;
+    first->txn_err = STORE_OK;
+    for (store_req_t *r = first; r != NULL; r = r->next)
+        run_one(conn, r);
+    if (begun != STORE_OK)
+        return;
+    store_exec(conn, first, &store_stmt_commit, NULL, 0, NULL, batch_noted);
+    int committed = first->txn_err;
+    first->txn_err = STORE_OK;
+    if (committed == STORE_OK)
+        return;
+    store_exec(conn, first, &store_stmt_rollback, NULL, 0, NULL, batch_noted);
+    first->txn_err = STORE_OK;
+    for (store_req_t *r = first; r != NULL; r = r->next)
+        if (r->err == STORE_OK)
+            r->err = committed;
+}
+
 static void *store_thread_main(void *arg)
 {
     store_t *s = arg;
@@ -265,25 +317,33 @@ static void *store_thread_main(void *arg)
             break;
         }
         s->pending_head = r->next;
+        /* Group commit: the batchable requests queued right behind this
+         * one go with it (up to BATCH_MAX). */
+        store_req_t *last = r;
+        size_t batch = 1;
+        if (r->op->batch)
+            while (batch < BATCH_MAX && last->next != NULL &&
+                   last->next->op->batch) {
+                last = last->next;
+                batch++;
+            }
+        s->pending_head = last->next;
+        last->next = NULL;
         if (s->pending_head == NULL)
             s->pending_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        /* A preset error (CLOSED, INVALID) is the answer already; it went
-         * through the queue only to keep callbacks in request order. SQLite
-         * finishes every request before run returns. */
-        if (r->err == STORE_OK) {
-            r->op->run(r, conn);
-            if (!r->finished) {
-                store_conn_log(conn, LOG_ERROR,
-                               "%s: request ended without a result",
-                               r->op->name);
-                r->err = STORE_ERR_IO;
-            }
-        }
+        if (batch > 1)
+            run_batch(conn, r);
+        else
+            run_one(conn, r);
 
         pthread_mutex_lock(&s->mu);
-        store_queue_push(&s->done_head, &s->done_tail, r);
+        while (r != NULL) {
+            store_req_t *next = r->next;
+            store_queue_push(&s->done_head, &s->done_tail, r);
+            r = next;
+        }
         bool ready = s->async_ready;
         pthread_mutex_unlock(&s->mu);
         if (ready)

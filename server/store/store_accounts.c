@@ -210,7 +210,7 @@ static void account_get_deliver(store_req_t *base)
 }
 
 static const store_op_t account_get_op = {"account get", account_get_run,
-                                          account_get_deliver};
+                                          account_get_deliver, false};
 
 void store_account_get(store_t *s, const char *domain, const char *node,
                        store_account_cb cb, void *ud)
@@ -290,9 +290,9 @@ static void account_update_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t account_create_op = {
-    "account create", account_create_run, account_deliver_done};
+    "account create", account_create_run, account_deliver_done, false};
 static const store_op_t account_update_op = {
-    "account update", account_update_run, account_deliver_done};
+    "account update", account_update_run, account_deliver_done, false};
 
 static bool account_cred_valid(const scram_cred_t *c)
 {
@@ -400,7 +400,7 @@ static void account_delete_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t account_delete_op = {
-    "account delete", account_delete_run, account_deliver_done};
+    "account delete", account_delete_run, account_deliver_done, false};
 
 void store_account_delete(store_t *s, const char *domain, const char *node,
                           store_done_cb cb, void *ud)
@@ -472,7 +472,7 @@ static void account_list_deliver(store_req_t *base)
 }
 
 static const store_op_t account_list_op = {"account list", account_list_run,
-                                           account_list_deliver};
+                                           account_list_deliver, false};
 
 void store_account_list(store_t *s, const char *domain, store_list_cb cb,
                         void *ud)

@@ -157,7 +157,7 @@ static void archive_put_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t archive_put_op = {"archive put", archive_put_run,
-                                          archive_deliver_done};
+                                          archive_deliver_done, true};
 
 void store_archive_put(store_t *s, const char *domain, const char *node,
                        const store_archive_item_t *item, store_done_cb cb,
@@ -343,7 +343,7 @@ static void archive_query_deliver(store_req_t *base)
 }
 
 static const store_op_t archive_query_op = {"archive query", archive_query_run,
-                                            archive_query_deliver};
+                                            archive_query_deliver, false};
 
 void store_archive_query(store_t *s, const char *domain, const char *node,
                          const store_archive_query_t *q, store_archive_cb cb,
@@ -385,7 +385,7 @@ static void archive_expire_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t archive_expire_op = {
-    "archive expire", archive_expire_run, archive_deliver_done};
+    "archive expire", archive_expire_run, archive_deliver_done, false};
 
 void store_archive_expire(store_t *s, int64_t before_ms, store_done_cb cb,
                           void *ud)

@@ -164,7 +164,7 @@ static void data_put_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t data_put_op = {"data put", data_put_run,
-                                       data_deliver_done};
+                                       data_deliver_done, false};
 
 void store_data_put(store_t *s, const char *domain, const char *node,
                     const char *kind, const char *key, const void *value,
@@ -270,7 +270,7 @@ static void data_get_deliver(store_req_t *base)
 }
 
 static const store_op_t data_get_op = {"data get", data_get_run,
-                                       data_get_deliver};
+                                       data_get_deliver, false};
 
 void store_data_get(store_t *s, const char *domain, const char *node,
                     const char *kind, const char *key, store_data_cb cb,
@@ -291,7 +291,7 @@ static void data_all_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t data_all_op = {"data all", data_all_run,
-                                       data_get_deliver};
+                                       data_get_deliver, false};
 
 void store_data_all(store_t *s, const char *kind, store_data_cb cb, void *ud)
 {
@@ -316,7 +316,7 @@ static void data_delete_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t data_delete_op = {"data delete", data_delete_run,
-                                          data_deliver_done};
+                                          data_deliver_done, false};
 
 void store_data_delete(store_t *s, const char *domain, const char *node,
                        const char *kind, const char *key, store_done_cb cb,

@@ -40,6 +40,12 @@ typedef struct store_op {
      * caller's callback with r->err (and results only when it is
      * STORE_OK), then frees the request. */
     void (*deliver)(store_req_t *r);
+    /* Its run is one write that may share a transaction with neighbouring
+     * requests of such ops (group commit): the storage side then wraps a
+     * run of them, as queued, in one BEGIN ... COMMIT, and each answer
+     * waits for that COMMIT. (The archive's puts: a message costs an
+     * insert instead of a transaction.) */
+    bool batch;
 } store_op_t;
 
 /* The head of every request. One thread touches a request at a time:

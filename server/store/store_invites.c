@@ -114,7 +114,7 @@ static void invite_create_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t invite_create_op = {"invite create", invite_create_run,
-                                            invite_deliver};
+                                            invite_deliver, false};
 
 void store_invite_create(store_t *s, const char *domain, const char *token,
                          int64_t expires, store_done_cb cb, void *ud)
@@ -152,7 +152,7 @@ static void invite_check_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t invite_check_op = {"invite check", invite_check_run,
-                                           invite_deliver};
+                                           invite_deliver, false};
 
 void store_invite_check(store_t *s, const char *domain, const char *token,
                         store_done_cb cb, void *ud)
@@ -204,7 +204,7 @@ static void redeem_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t invite_redeem_op = {"invite redeem", redeem_run,
-                                            invite_deliver};
+                                            invite_deliver, false};
 
 void store_invite_redeem(store_t *s, const char *token,
                          const store_account_t *a, store_done_cb cb, void *ud)

@@ -173,7 +173,7 @@ static void offline_put_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t offline_put_op = {"offline put", offline_put_run,
-                                          offline_deliver_done};
+                                          offline_deliver_done, false};
 
 void store_offline_put(store_t *s, const char *domain, const char *node,
                        const char *stanza, size_t len, unsigned limit,
@@ -256,7 +256,7 @@ static void offline_get_deliver(store_req_t *base)
 }
 
 static const store_op_t offline_get_op = {"offline get", offline_get_run,
-                                          offline_get_deliver};
+                                          offline_get_deliver, false};
 
 void store_offline_get(store_t *s, const char *domain, const char *node,
                        store_offline_cb cb, void *ud)
@@ -279,7 +279,7 @@ static void offline_delete_run(store_req_t *base, store_conn_t *c)
 }
 
 static const store_op_t offline_delete_op = {
-    "offline delete", offline_delete_run, offline_deliver_done};
+    "offline delete", offline_delete_run, offline_deliver_done, false};
 
 void store_offline_delete(store_t *s, const char *domain, const char *node,
                           int64_t up_to, store_done_cb cb, void *ud)
@@ -321,7 +321,7 @@ static void offline_count_deliver(store_req_t *base)
 }
 
 static const store_op_t offline_count_op = {"offline count", offline_count_run,
-                                            offline_count_deliver};
+                                            offline_count_deliver, false};
 
 void store_offline_count(store_t *s, const char *domain, const char *node,
                          store_count_cb cb, void *ud)

@@ -376,7 +376,7 @@ static void roster_get_deliver(store_req_t *base)
 }
 
 static const store_op_t roster_get_op = {"roster get", roster_get_run,
-                                         roster_get_deliver};
+                                         roster_get_deliver, false};
 
 void store_roster_get(store_t *s, const char *domain, const char *node,
                       store_roster_cb cb, void *ud)
@@ -509,7 +509,7 @@ static void roster_deliver_done(store_req_t *base)
 }
 
 static const store_op_t roster_update_op = {"roster update", roster_update_run,
-                                            roster_deliver_done};
+                                            roster_deliver_done, false};
 
 /* Whether a change can be stored: everything store.h asks of it. */
 static bool roster_change_valid(const store_roster_change_t *ch)

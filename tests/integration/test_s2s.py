@@ -50,7 +50,18 @@ def s2s_conf(port, routes, ca, secure_auth=False, extra='', direct=False):
 
 
 def pair(ca, names_domains, secure_auth, direct=False):
-    """Two servers, a.test and b.test, routed to each other."""
+    """Two servers, a.test and b.test, routed to each other. The ports are
+    chosen here before either server binds them; another test running in
+    parallel may take one first: then the pair is made again."""
+    for attempt in range(3):
+        try:
+            return _pair(ca, names_domains, secure_auth, direct)
+        except AssertionError as e:
+            if 'address already in use' not in str(e) or attempt == 2:
+                raise
+
+
+def _pair(ca, names_domains, secure_auth, direct=False):
     pa, pb = free_port(), free_port()
     users_a = {'alice@a.test': 'pa', 'carol@a.test': 'pc'}
     users_b = {'bob@b.test': 'pb', 'dave@b.test': 'pd'}
@@ -60,10 +71,14 @@ def pair(ca, names_domains, secure_auth, direct=False):
                        cert=ca.cert('a' + str(pa), sans_a),
                        raw=s2s_conf(pa, [('b.test', pb)], ca.crt, secure_auth,
                                     direct=direct))
-    b = harness.Server(users=users_b, hosts=['b.test'],
-                       cert=ca.cert('b' + str(pb), sans_b),
-                       raw=s2s_conf(pb, [('a.test', pa)], ca.crt, secure_auth,
-                                    direct=direct))
+    try:
+        b = harness.Server(users=users_b, hosts=['b.test'],
+                           cert=ca.cert('b' + str(pb), sans_b),
+                           raw=s2s_conf(pb, [('a.test', pa)], ca.crt,
+                                        secure_auth, direct=direct))
+    except AssertionError:
+        a.stop()
+        raise
     return a, b
 
 

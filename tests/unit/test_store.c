@@ -1906,13 +1906,44 @@ static void test_archive(void **state)
     do_archive_query(f, &q, &r);
     assert_int_equal(r.base.err, STORE_ERR_INVALID);
 
+    /* Group commit: 300 puts queued at once share transactions; one for
+     * an account that does not exist fails alone; each gets its answer,
+     * in order. */
+    enum { BURST = 300 };
+    result_t burst[BURST];
+    char bsid[BURST][16];
+    for (int i = 0; i < BURST; i++) {
+        snprintf(bsid[i], sizeof(bsid[i]), "b%d", i);
+        store_archive_item_t it = {.sid = bsid[i],
+                                   .ts = 2000 + i,
+                                   .peer = "dave@example.org",
+                                   .peer_res = "",
+                                   .stanza = "<m/>",
+                                   .len = 4};
+        result_init(&burst[i], f);
+        store_archive_put(f->store, "example.org",
+                          i == 150 ? "nobody" : "alice", &it, on_done,
+                          &burst[i]);
+    }
+    /* Answers come in request order: the last one done means all are. */
+    assert_true(store_wait(&f->loop, &burst[BURST - 1].done));
+    for (int i = 0; i < BURST; i++) {
+        assert_true(burst[i].done);
+        assert_int_equal(burst[i].calls, 1);
+        assert_int_equal(burst[i].err,
+                         i == 150 ? STORE_ERR_NOT_FOUND : STORE_OK);
+    }
+    q = (store_archive_query_t){.peer = "dave@example.org", .max = 1000};
+    do_archive_query(f, &q, &r);
+    assert_int_equal(r.count, BURST - 1);
+
     /* Retention: everything before 1005 goes, for every account. */
     result_t d;
     result_init(&d, f);
     store_archive_expire(f->store, 1005, on_done, &d);
     wait_result(f, &d);
     assert_int_equal(d.err, STORE_OK);
-    q = (store_archive_query_t){.max = 10};
+    q = (store_archive_query_t){.max = 4};
     do_archive_query(f, &q, &r);
     assert_sids(&r, "s6 s7 s8 s9"); /* s5 was at 1004 */
     assert_int_equal(do_delete(f, "example.org", "alice"), STORE_OK);
@@ -2306,7 +2337,7 @@ static void test_deliver(store_req_t *base)
     free(r);
 }
 
-static const store_op_t test_op = {"test", test_run, test_deliver};
+static const store_op_t test_op = {"test", test_run, test_deliver, false};
 
 static void test_submit(store_t *s, test_log_t *l, int index, test_mode_t mode,
                         int answer, int *err_out, bool *flag)
