@@ -22,6 +22,7 @@ then once the peer is up the next message goes through (RFC 6120 §10.4.3,
 
 Run: /usr/bin/python3 test_s2s.py build/bin/starlingd build/bin/starlingctl
 """
+import random
 import socket
 import time
 
@@ -32,11 +33,19 @@ from imtest import (BODY, MESSAGE, PRESENCE, Session, is_roster_push,
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port below the kernel's ephemeral range (32768 up), so that
+    no server binding port 0 in a test running in parallel can take it
+    between this choice and its use."""
+    while True:
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 def s2s_conf(port, routes, ca, secure_auth=False, extra='', direct=False):

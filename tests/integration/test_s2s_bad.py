@@ -16,6 +16,7 @@ in Python speaking raw s2s XML, and addresses that never answer.
 
 Run: /usr/bin/python3 test_s2s_bad.py build/bin/starlingd build/bin/starlingctl
 """
+import random
 import socket
 import ssl
 import threading
@@ -32,11 +33,19 @@ HDR = ("<stream:stream xmlns='jabber:server' "
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port below the kernel's ephemeral range (32768 up), so that
+    no server binding port 0 in a test running in parallel can take it
+    between this choice and its use."""
+    while True:
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 def insecure_ctx():
