@@ -16,7 +16,6 @@ in Python speaking raw s2s XML, and addresses that never answer.
 
 Run: /usr/bin/python3 test_s2s_bad.py build/bin/starlingd build/bin/starlingctl
 """
-import random
 import socket
 import ssl
 import threading
@@ -32,20 +31,7 @@ HDR = ("<stream:stream xmlns='jabber:server' "
        "xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>")
 
 
-def free_port():
-    """A free port below the kernel's ephemeral range (32768 up), so that
-    no server binding port 0 in a test running in parallel can take it
-    between this choice and its use."""
-    while True:
-        port = random.randrange(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
+from test_s2s import free_port  # noqa: E402  (ports below the ephemeral range)
 
 
 def insecure_ctx():
