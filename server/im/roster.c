@@ -1153,6 +1153,15 @@ static const stream_feature_t roster_stream_features[] = {
     {NULL, NULL, 0, false, NULL, NULL, NULL},
 };
 
+static int roster_in_roster(void *state, const char *owner, const char *contact)
+{
+    im_account_t *a = im_account_find(state, owner);
+    if (a == NULL || a->load != IM_READY)
+        return -1;
+    const im_item_t *it = im_item_find(a, contact);
+    return it != NULL && it->in_roster;
+}
+
 const module_desc_t module_roster = {
     .name = "roster",
     .core = true,
@@ -1165,4 +1174,5 @@ const module_desc_t module_roster = {
     .iq = roster_iq,
     .hooks = roster_hooks,
     .stream_features = roster_stream_features,
+    .in_roster = roster_in_roster,
 };

@@ -12,8 +12,10 @@
  * (im_message_reaches()); a sent copy to each enabled, available resource
  * of the sender's account other than the sender. The copies come from the
  * account's bare JID with the original, 'from' included, inside a
- * XEP-0297 <forwarded/>. Hooks at priority 30: after blocking (which may
- * stop the message), before the IM rules deliver it. */
+ * XEP-0297 <forwarded/>; a sent copy carries the sender's archive id
+ * (XEP-0313 §3.2), never the recipient's. Hooks at priority 30: after
+ * blocking (which may stop the message) and the archive (which stamps the
+ * ids), before the IM rules deliver it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,7 @@
 #define NS_CARBONS "urn:xmpp:carbons:2"
 #define NS_FORWARD "urn:xmpp:forward:0"
 #define NS_HINTS   "urn:xmpp:hints"
+#define NS_SID     "urn:xmpp:sid:0"
 #define NBUCKETS   1024
 
 /* The enabled sessions, by connection id (a connection holds one session
@@ -129,10 +132,30 @@ static bool eligible(const xml_node_t *el)
            xml_element_child(el, NS_CARBONS, "sent") == NULL;
 }
 
+/* A sent copy carries the sender's archive id (`sid`, "" for none), never
+ * one the recipient's archive gave (XEP-0313 §3.2). */
+static void sent_sid(xml_tree_t *tr, xml_node_t *m, const char *by,
+                     const char *sid)
+{
+    for (xml_node_t *ch = m->children, *next; ch != NULL; ch = next) {
+        next = ch->next;
+        if (ch->kind == XML_NODE_ELEMENT && ch->ns != NULL &&
+            strcmp(ch->ns, NS_SID) == 0 && strcmp(ch->name, "stanza-id") == 0)
+            xml_node_detach(ch);
+    }
+    xml_node_t *s =
+        sid[0] != '\0' ? xml_element_new(tr, m, NS_SID, "stanza-id") : NULL;
+    if (sid[0] != '\0' &&
+        (s == NULL || xml_element_set_attr(tr, s, NULL, "by", by) < 0 ||
+         xml_element_set_attr(tr, s, NULL, "id", sid) < 0))
+        xalloc_fail(64);
+}
+
 /* <message from=bare to=full type=...><WRAP xmlns=carbons><forwarded>
- * original</forwarded></WRAP></message> to session t. */
+ * original</forwarded></WRAP></message> to session t; `sid`: a sent
+ * copy's archive id, or NULL for a received copy. */
 static void send_copy(router_t *r, route_target_t *t, const xml_node_t *el,
-                      const char *wrap)
+                      const char *wrap, const char *sid)
 {
     char bare[JID_FORMAT_BUF], full[JID_FORMAT_BUF + JID_PART_BUF];
     jid_format(&t->jid, true, bare, sizeof(bare));
@@ -146,9 +169,13 @@ static void send_copy(router_t *r, route_target_t *t, const xml_node_t *el,
         w != NULL ? xml_element_new(tr, w, NS_FORWARD, "forwarded") : NULL;
     if (f == NULL || xml_element_set_attr(tr, m, NULL, "from", bare) < 0 ||
         xml_element_set_attr(tr, m, NULL, "to", full) < 0 ||
-        (type != NULL && xml_element_set_attr(tr, m, NULL, "type", type) < 0) ||
-        xml_node_copy(tr, f, el) == NULL)
+        (type != NULL && xml_element_set_attr(tr, m, NULL, "type", type) < 0))
         xalloc_fail(256);
+    xml_node_t *orig = xml_node_copy(tr, f, el);
+    if (orig == NULL)
+        xalloc_fail(256);
+    if (sid != NULL)
+        sent_sid(tr, orig, bare, sid);
     route_stanza_t rs = ROUTE_STANZA(m, r);
     router_deliver(t, &rs);
     route_stanza_done(&rs);
@@ -174,7 +201,7 @@ static module_result_t on_message(module_call_t *c)
              t = t->next_resource)
             if (t != c->from && t->available && is_enabled(st, t) &&
                 !im_message_reaches(c->router, to, t, type))
-                send_copy(c->router, t, el, "received");
+                send_copy(c->router, t, el, "received", NULL);
     /* Sent: the sender's other enabled resources, unless the recipient is
      * its own account (those have the received copy or the original). */
     bool to_self = to != NULL && jid_bare_equal(to, &c->from->jid);
@@ -182,7 +209,7 @@ static module_result_t on_message(module_call_t *c)
         for (route_target_t *t = router_resources(c->router, &c->from->jid);
              t != NULL; t = t->next_resource)
             if (t != c->from && t->available && is_enabled(st, t))
-                send_copy(c->router, t, el, "sent");
+                send_copy(c->router, t, el, "sent", c->sender_sid);
     jid_clear(&own);
     return MODULE_PASS;
 }

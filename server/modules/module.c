@@ -276,6 +276,17 @@ bool module_registry_entity_has(const module_registry_t *reg, const char *full,
     return false;
 }
 
+int module_registry_in_roster(const module_registry_t *reg, const char *owner,
+                              const char *contact)
+{
+    for (size_t i = 0; reg != NULL && i < reg->count; i++) {
+        const module_instance_t *m = &reg->mods[i];
+        if (m->desc->in_roster != NULL)
+            return m->desc->in_roster(m->state, owner, contact);
+    }
+    return -1;
+}
+
 bool module_registry_preauth_iq(const module_registry_t *reg,
                                 module_preauth_t *p)
 {

@@ -139,6 +139,10 @@ typedef struct module_call {
      * (the module's own struct, filled from the config). */
     void *state;
     const void *settings;
+    /* A message's id in its sender's archive (XEP-0359), "" when it has
+     * none: set by the archive (mam.c), read by carbons for the copies of
+     * what was sent (XEP-0313 §3.2). */
+    char sender_sid[24];
 } module_call_t;
 
 typedef module_result_t (*module_hook_cb)(module_call_t *c);
@@ -253,6 +257,12 @@ typedef struct module_desc {
      * answers), which no routing hook sees. NULL: never. */
     bool (*blocked)(void *state, const char *from, const jid_t *to);
 
+    /* Whether the account `owner` (bare JID) has `contact` (bare) in its
+     * roster: 1 or 0 when the module has that roster in memory (the
+     * account has a session), -1 when it would have to read the store.
+     * NULL: not known by this module. */
+    int (*in_roster)(void *state, const char *owner, const char *contact);
+
     /* Stream features and their top-level elements (stream management,
      * CSI, ...): rows of lib/stream's feature table (ns NULL ends; may be
      * NULL). The registry copies them with `ud` set to the module's
@@ -304,6 +314,10 @@ bool module_registry_preauth_iq(const module_registry_t *reg,
                                 module_preauth_t *p);
 /* Whether any enabled module takes IQs before authentication. */
 bool module_registry_has_preauth(const module_registry_t *reg);
+
+/* The roster module's answer to in_roster(), or -1 when none knows. */
+int module_registry_in_roster(const module_registry_t *reg, const char *owner,
+                              const char *contact);
 
 /* Whether a module that keeps XEP-0115 caps knows `full` has `feature`. */
 bool module_registry_entity_has(const module_registry_t *reg, const char *full,

@@ -326,11 +326,19 @@ typedef struct store_archive_query {
      * (RSM's backward paging), still oldest first. */
     const char *before;
     size_t max; /* the page size, at least 1 */
+    /* Only the items with these sids (XEP-0313 'ids'), which must all
+     * exist, then filtered as above; max does not apply. */
+    const char *const *ids;
+    size_t nids;
+    /* Only count what matches the filters (peer, peer_res, start, end;
+     * not the positions): the callback gets items NULL and the number in
+     * count (RSM §2.6). It walks the index range: ~50 ms a million. */
+    bool count_only;
 } store_archive_query_t;
 
 /* items oldest first (NULL and 0 on error or when none); complete: no
- * more items match in the direction read. STORE_ERR_NOT_FOUND when `after`
- * or `before` names no item of the account. */
+ * more items match in the direction read. STORE_ERR_NOT_FOUND when `after`,
+ * `before` or one of `ids` names no item of the account. */
 typedef void (*store_archive_cb)(void *ud, int err,
                                  const store_archive_item_t *items,
                                  size_t count, bool complete);

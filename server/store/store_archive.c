@@ -76,6 +76,19 @@ static const store_stmt_t stmt_archive[2][2] = {
      {"archive_peer_backward",
       ARCHIVE_PEER " ORDER BY ts DESC, id DESC LIMIT ?11"}},
 };
+#define ARCHIVE_COUNT_SPAN                                                     \
+    " AND ts >= ?4 AND ts <= ?5 AND (?6 IS NULL OR peer_res = ?6)"
+static const store_stmt_t stmt_archive_count[2] = {
+    {"archive_count",
+     "SELECT count(*) FROM archive INDEXED BY archive_time"
+     " WHERE domain = ?1 AND node = ?2 AND ?3 IS NULL" ARCHIVE_COUNT_SPAN},
+    {"archive_peer_count",
+     "SELECT count(*) FROM archive INDEXED BY archive_peer"
+     " WHERE domain = ?1 AND node = ?2 AND peer = ?3" ARCHIVE_COUNT_SPAN},
+};
+static const store_stmt_t stmt_archive_by_sid = {
+    "archive_by_sid",
+    ARCHIVE_COLS " FROM archive WHERE domain = ?1 AND node = ?2 AND sid = ?3"};
 static const store_stmt_t stmt_archive_expire = {
     "archive_expire", "DELETE FROM archive WHERE ts < ?1"};
 
@@ -91,8 +104,10 @@ typedef struct archive_req {
     int64_t start, end;
     int64_t pos[2][2]; /* after, before: (ts, id) */
     int which;         /* the position being looked up: 0 after, 1 before */
+    const char **ids;  /* XEP-0313 'ids': copies in the extra bytes */
+    size_t nids, next_id;
     size_t max;
-    bool backward, found;
+    bool backward, found, count_only;
     store_archive_item_t *items;
     size_t count, cap;
     arena_t *arena;
@@ -119,6 +134,7 @@ static archive_req_t *archive_req_new(const store_op_t *op, const char *domain,
 
 static void archive_req_free(archive_req_t *r)
 {
+    free(r->ids);
     free(r->items);
     arena_free(r->arena);
     free(r);
@@ -267,6 +283,38 @@ static void archive_page(store_req_t *base, store_conn_t *c)
                archive_row, archive_page_done);
 }
 
+/* 'ids': each item by its sid, in turn; one missing fails the query. */
+static void archive_id_done(store_req_t *base, store_conn_t *c, int err,
+                            uint64_t changes)
+{
+    archive_req_t *r = (archive_req_t *)base;
+    (void)changes;
+    if (err == STORE_OK && r->row_bad)
+        err = STORE_ERR_IO;
+    else if (err == STORE_OK && r->count != r->next_id + 1)
+        err = STORE_ERR_NOT_FOUND;
+    if (err != STORE_OK || ++r->next_id == r->nids) {
+        if (err == STORE_ERR_IO)
+            store_conn_log(c, LOG_ERROR, "archive of %s@%s: a row does not fit",
+                           r->node, r->domain);
+        store_req_finish(c, base, err);
+        return;
+    }
+    store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node),
+                         STORE_V_TEXT(r->ids[r->next_id])};
+    store_exec(c, base, &stmt_archive_by_sid, p, 3, archive_row,
+               archive_id_done);
+}
+
+static void archive_ids(store_req_t *base, store_conn_t *c)
+{
+    archive_req_t *r = (archive_req_t *)base;
+    store_value_t p[] = {STORE_V_TEXT(r->domain), STORE_V_TEXT(r->node),
+                         STORE_V_TEXT(r->ids[0])};
+    store_exec(c, base, &stmt_archive_by_sid, p, 3, archive_row,
+               archive_id_done);
+}
+
 static void archive_pos_row(store_req_t *base, const store_value_t *col,
                             size_t n)
 {
@@ -306,7 +354,10 @@ static void archive_next_pos(store_req_t *base, store_conn_t *c)
         sid = r->which == 0 ? r->after : r->before;
     }
     if (r->which >= 2) {
-        archive_page(base, c);
+        if (r->nids > 0)
+            archive_ids(base, c);
+        else
+            archive_page(base, c);
         return;
     }
     r->found = false;
@@ -316,15 +367,79 @@ static void archive_next_pos(store_req_t *base, store_conn_t *c)
                archive_pos_done);
 }
 
+static void archive_count_row(store_req_t *base, const store_value_t *col,
+                              size_t n)
+{
+    archive_req_t *r = (archive_req_t *)base;
+    if (n != 1 || col[0].type != STORE_INT || col[0].i < 0)
+        r->row_bad = true;
+    else
+        r->count = (size_t)col[0].i;
+}
+
 static void archive_query_run(store_req_t *base, store_conn_t *c)
 {
-    archive_next_pos(base, c);
+    archive_req_t *r = (archive_req_t *)base;
+    if (!r->count_only) {
+        archive_next_pos(base, c);
+        return;
+    }
+    store_value_t p[] = {
+        STORE_V_TEXT(r->domain),
+        STORE_V_TEXT(r->node),
+        r->peer != NULL ? STORE_V_TEXT(r->peer) : STORE_V_NULL(),
+        STORE_V_INT(r->start),
+        STORE_V_INT(r->end),
+        r->peer_res != NULL ? STORE_V_TEXT(r->peer_res) : STORE_V_NULL(),
+    };
+    store_exec(c, base, &stmt_archive_count[r->peer != NULL], p, 6,
+               archive_count_row, archive_page_done);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const store_archive_item_t *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The items read by sid that the other filters keep, oldest first. */
+static void archive_ids_filter(archive_req_t *r)
+{
+    qsort(r->items, r->count, sizeof(*r->items), item_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        const store_archive_item_t *it = &r->items[i];
+        if (i > 0 && it->id == r->items[i - 1].id)
+            continue; /* named twice */
+        if ((r->peer != NULL && strcmp(it->peer, r->peer) != 0) ||
+            (r->peer_res != NULL && strcmp(it->peer_res, r->peer_res) != 0) ||
+            it->ts < r->start || it->ts > r->end ||
+            item_cmp(it, &(store_archive_item_t){.ts = r->pos[0][0],
+                                                 .id = r->pos[0][1]}) <= 0 ||
+            item_cmp(it, &(store_archive_item_t){.ts = r->pos[1][0],
+                                                 .id = r->pos[1][1]}) >= 0)
+            continue;
+        r->items[n++] = *it;
+    }
+    r->count = n;
+    r->max = n;
+    r->backward = false;
 }
 
 static void archive_query_deliver(store_req_t *base)
 {
     archive_req_t *r = (archive_req_t *)base;
     bool ok = base->err == STORE_OK;
+    if (r->count_only) {
+        if (r->items_cb != NULL)
+            r->items_cb(base->ud, base->err, NULL, ok ? r->count : 0, true);
+        archive_req_free(r);
+        return;
+    }
+    if (ok && r->nids > 0)
+        archive_ids_filter(r);
     size_t n = ok ? r->count : 0;
     bool complete = n <= r->max;
     if (n > r->max)
@@ -352,10 +467,17 @@ void store_archive_query(store_t *s, const char *domain, const char *node,
     const char *more[] = {
         q != NULL ? q->peer : NULL, q != NULL ? q->peer_res : NULL,
         q != NULL ? q->after : NULL, q != NULL ? q->before : NULL};
+    size_t id_bytes = 0;
+    for (size_t i = 0; q != NULL && q->ids != NULL && i < q->nids; i++)
+        id_bytes += q->ids[i] != NULL ? strlen(q->ids[i]) + 1 : 0;
     archive_req_t *r =
-        archive_req_new(&archive_query_op, domain, node, more, 4, 0, ud);
+        archive_req_new(&archive_query_op, domain, node, more, 4, id_bytes, ud);
     r->items_cb = cb;
-    if (q == NULL || q->max == 0 || (q->peer_res != NULL && q->peer == NULL)) {
+    bool ids_ok = q != NULL && (q->nids == 0 || q->ids != NULL);
+    for (size_t i = 0; ids_ok && i < q->nids; i++)
+        ids_ok = q->ids[i] != NULL;
+    if (q == NULL || q->max == 0 || (q->peer_res != NULL && q->peer == NULL) ||
+        !ids_ok) {
         r->base.err = STORE_ERR_INVALID;
     } else if (r->base.err == STORE_OK) {
         char *cursor = (char *)(r + 1) + strlen(domain) + strlen(node) + 2;
@@ -363,9 +485,16 @@ void store_archive_query(store_t *s, const char *domain, const char *node,
         r->peer_res = store_req_copy(&cursor, q->peer_res);
         r->after = store_req_copy(&cursor, q->after);
         r->before = store_req_copy(&cursor, q->before);
+        if (q->nids > 0) {
+            r->ids = xreallocarray(NULL, q->nids, sizeof(*r->ids));
+            for (size_t i = 0; i < q->nids; i++)
+                r->ids[i] = store_req_copy(&cursor, q->ids[i]);
+            r->nids = q->nids;
+        }
         r->start = q->start;
         r->end = q->end != 0 ? q->end : INT64_MAX;
         r->max = q->max;
+        r->count_only = q->count_only;
         r->backward = q->before != NULL;
         r->pos[0][0] = INT64_MIN;
         r->pos[0][1] = INT64_MIN;

@@ -3,7 +3,11 @@ accounts with the XEP-0359 stanza id stamped on the recipient's copy,
 queries (all, with a party, a time span, RSM pages forward and backward,
 before-id/after-id, an unknown id), the form, preferences (never stops
 archiving), hints (no-store), the archive across a kill -9 (what the
-server acknowledged is there), and the disco features.
+server acknowledged is there), and the disco features; the #extended
+features (ids, flipped pages, archive metadata, unknown fields), the
+preferences' always/never lists and the roster default (with the account
+online and offline, kept across a restart), and the archive ids in
+carbon copies.
 
 Run: python3 test_mam.py STARLINGD STARLINGCTL
 """
@@ -64,6 +68,13 @@ def query(c, payload='', qid='q1'):
 def bodies(results):
     return [r.find('%s/%s/%s' % (q(NS_FWD, 'forwarded'), MESSAGE,
                                  q(NS_CLIENT, 'body'))).text for r in results]
+
+
+def ids_form(*ids, **fields):
+    out = form(**fields)[:-len('</x>')]
+    out += "<field var='ids'>%s</field>" % ''.join(
+        '<value>%s</value>' % i for i in ids)
+    return out + '</x>'
 
 
 def fin_info(fin_iq):
@@ -192,6 +203,235 @@ class Archive(harness.FreshServerTestCase):
         alice = self.login(self.srv, 'alice@localhost', resource='a2')
         res, _ = query(alice)
         self.assertEqual(bodies(res), ['k0', 'k1', 'k2'])
+
+
+class Extended(harness.FreshServerTestCase):
+    """urn:xmpp:mam:2#extended: ids, flipped pages, metadata."""
+
+    def test_extended(self):
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        r = iq(alice, 'alice@localhost', "<query xmlns='%s'/>" % NS_INFO)
+        feats = {f.get('var') for f in r.iter(q(NS_INFO, 'feature'))}
+        self.assertIn(NS_MAM + '#extended', feats)
+        # The form: ids is list-multi with an open validation (XEP-0122).
+        r = iq(alice, None, "<query xmlns='%s'/>" % NS_MAM)
+        ids_field = [f for f in r.iter(q(NS_DATA, 'field'))
+                     if f.get('var') == 'ids'][0]
+        self.assertEqual(ids_field.get('type'), 'list-multi')
+        v = ids_field.find(q('http://jabber.org/protocol/xdata-validate',
+                             'validate'))
+        self.assertIsNotNone(
+            v.find(q('http://jabber.org/protocol/xdata-validate', 'open')))
+        # Metadata of an empty archive: an empty element.
+        r = iq(alice, None, "<metadata xmlns='%s'/>" % NS_MAM)
+        md = r.find(q(NS_MAM, 'metadata'))
+        self.assertEqual(r.get('type'), 'result')
+        self.assertEqual(list(md), [])
+        for i in range(5):
+            alice.send("<message to='carol@localhost' type='chat'>"
+                       "<body>x%d</body></message>" % i)
+        alice.sync()
+        res, _ = query(alice)
+        ids = [r_.get('id') for r_ in res]
+        self.assertEqual(bodies(res), ['x%d' % i for i in range(5)])
+        # Metadata: the first and the last.
+        r = iq(alice, None, "<metadata xmlns='%s'/>" % NS_MAM)
+        md = r.find(q(NS_MAM, 'metadata'))
+        self.assertEqual(md.find(q(NS_MAM, 'start')).get('id'), ids[0])
+        self.assertEqual(md.find(q(NS_MAM, 'end')).get('id'), ids[-1])
+        stamps = [x.find('%s/%s' % (q(NS_FWD, 'forwarded'),
+                                    q(NS_DELAY, 'delay'))).get('stamp')
+                  for x in (res[0], res[-1])]
+        self.assertEqual(md.find(q(NS_MAM, 'start')).get('timestamp'),
+                         stamps[0])
+        self.assertEqual(md.find(q(NS_MAM, 'end')).get('timestamp'),
+                         stamps[1])
+        # ids: single items, in archive order whatever the order asked.
+        res, fin = query(alice, ids_form(ids[3], ids[1]))
+        self.assertEqual(bodies(res), ['x1', 'x3'])
+        self.assertTrue(fin_info(fin)[0])
+        res, _ = query(alice, ids_form(ids[2]))
+        self.assertEqual(bodies(res), ['x2'])
+        # ids with another filter: only those that match it.
+        res, _ = query(alice, ids_form(ids[0], ids[4], after_id=ids[1]))
+        self.assertEqual(bodies(res), ['x4'])
+        res, _ = query(alice, ids_form(ids[0], **{'with': 'bob@localhost'}))
+        self.assertEqual(res, [])
+        # An id not in the archive: item-not-found.
+        _, fin = query(alice, ids_form(ids[0], 'nope'))
+        self.assertEqual(stanza_error_condition(fin),
+                         ('cancel', 'item-not-found'))
+        # Flipped pages: the same page, sent newest first.
+        res, fin = query(alice, rsm(max_=3, before='') + '<flip-page/>')
+        self.assertEqual(bodies(res), ['x4', 'x3', 'x2'])
+        _, first, last = fin_info(fin)
+        self.assertEqual((first, last), (ids[2], ids[4]))
+        res, _ = query(alice, rsm(max_=2) + '<flip-page/>')
+        self.assertEqual(bodies(res), ['x1', 'x0'])
+        # RSM counts: asked for with max 0 (§2.6), and given with a page
+        # that is the whole set; pages by index are not offered.
+        res, fin = query(alice, rsm(max_=0))
+        self.assertEqual(res, [])
+        s = fin.find('%s/%s' % (q(NS_MAM, 'fin'), q(NS_RSM, 'set')))
+        self.assertEqual(s.findtext(q(NS_RSM, 'count')), '5')
+        self.assertNotEqual(fin.find(q(NS_MAM, 'fin')).get('complete'),
+                            'true')
+        res, fin = query(alice, form(**{'with': 'carol@localhost'}) +
+                         rsm(max_=0))
+        s = fin.find('%s/%s' % (q(NS_MAM, 'fin'), q(NS_RSM, 'set')))
+        self.assertEqual(s.findtext(q(NS_RSM, 'count')), '5')
+        res, fin = query(alice, form(**{'with': 'bob@localhost'}) +
+                         rsm(max_=0))
+        s = fin.find('%s/%s' % (q(NS_MAM, 'fin'), q(NS_RSM, 'set')))
+        self.assertEqual(s.findtext(q(NS_RSM, 'count')), '0')
+        res, fin = query(alice)
+        s = fin.find('%s/%s' % (q(NS_MAM, 'fin'), q(NS_RSM, 'set')))
+        self.assertEqual(s.findtext(q(NS_RSM, 'count')), '5')
+        self.assertEqual(s.find(q(NS_RSM, 'first')).get('index'), '0')
+        res, fin = query(alice, rsm(max_=2))
+        s = fin.find('%s/%s' % (q(NS_MAM, 'fin'), q(NS_RSM, 'set')))
+        self.assertIsNone(s.find(q(NS_RSM, 'count')))
+        _, fin = query(alice, "<set xmlns='%s'><max>2</max><index>3</index>"
+                       "</set>" % NS_RSM)
+        self.assertEqual(stanza_error_condition(fin),
+                         ('cancel', 'feature-not-implemented'))
+        # A field nobody defined: feature-not-implemented (§4.1.4).
+        _, fin = query(alice, form(**{'x-unknown': '1'}))
+        self.assertEqual(stanza_error_condition(fin),
+                         ('cancel', 'feature-not-implemented'))
+
+
+class Preferences(harness.FreshServerTestCase):
+    """Preferences with lists and the roster default (alice has bob in
+    her roster, not carol)."""
+
+    friends = (('alice@localhost', 'bob@localhost'),)
+
+    def prefs(self, c, default, always=(), never=()):
+        def lst(name, jids):
+            return '<%s>%s</%s>' % (name, ''.join(
+                '<jid>%s</jid>' % j for j in jids), name)
+        r = iq(c, None, "<prefs xmlns='%s' default='%s'>%s%s</prefs>" % (
+            NS_MAM, default, lst('always', always), lst('never', never)),
+            'set')
+        self.assertEqual(r.get('type'), 'result', r)
+        return r.find(q(NS_MAM, 'prefs'))
+
+    @staticmethod
+    def lists(p):
+        return (p.get('default'),
+                [j.text for j in p.find(q(NS_MAM, 'always'))],
+                [j.text for j in p.find(q(NS_MAM, 'never'))])
+
+    def say(self, frm, to, body):
+        frm.send("<message to='%s' type='chat'><body>%s</body></message>"
+                 % (to, body))
+        frm.sync()
+
+    def test_lists(self):
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        p = self.prefs(alice, 'always', never=['carol@localhost/x'])
+        self.assertEqual(self.lists(p),
+                         ('always', [], ['carol@localhost']))
+        self.say(alice, 'bob@localhost', 'to-bob')
+        self.say(alice, 'carol@localhost', 'to-carol')
+        res, _ = query(alice)
+        self.assertEqual(bodies(res), ['to-bob'])
+        p = self.prefs(alice, 'never', always=['carol@localhost'])
+        self.say(alice, 'bob@localhost', 'to-bob-2')
+        self.say(alice, 'carol@localhost', 'to-carol-2')
+        res, _ = query(alice)
+        self.assertEqual(bodies(res), ['to-bob', 'to-carol-2'])
+        # A JID that is not one: bad-request; the prefs stay.
+        r = iq(alice, None, "<prefs xmlns='%s' default='always'><always>"
+               "<jid>@@</jid></always></prefs>" % NS_MAM, 'set')
+        self.assertEqual(stanza_error_condition(r), ('modify', 'bad-request'))
+        # Kept across a restart.
+        self.srv.stop()
+        self.srv.start()
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        r = iq(alice, None, "<prefs xmlns='%s'/>" % NS_MAM)
+        self.assertEqual(self.lists(r.find(q(NS_MAM, 'prefs'))),
+                         ('never', ['carol@localhost'], []))
+        self.say(alice, 'bob@localhost', 'to-bob-3')
+        self.say(alice, 'carol@localhost', 'to-carol-3')
+        res, _ = query(alice)
+        self.assertEqual(bodies(res), ['to-bob', 'to-carol-2', 'to-carol-3'])
+
+    def test_roster_default(self):
+        bob = self.login(self.srv, 'bob@localhost', resource='b')
+        bob.presence()
+        carol = self.login(self.srv, 'carol@localhost', resource='c')
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        alice.presence()
+        self.prefs(alice, 'roster')
+        bob.sync()
+        # alice online: her roster in memory decides.
+        self.say(alice, 'bob@localhost', 'a-to-bob')
+        self.say(alice, 'carol@localhost', 'a-to-carol')
+        self.say(bob, 'alice@localhost', 'bob-to-a')
+        self.say(carol, 'alice@localhost', 'carol-to-a')
+        got = [el for el in alice.sync() if el.tag == MESSAGE]
+        res, _ = query(alice)
+        self.assertEqual(bodies(res), ['a-to-bob', 'bob-to-a'])
+        # The live copy names the archive item when there is one.
+        sids = [m.find(q(NS_SID, 'stanza-id')) for m in got]
+        self.assertEqual(sids[0].get('id'), res[1].get('id'))
+        self.assertIsNone(sids[1])
+        # alice offline (bob saw her go): her roster is read from the
+        # store to decide.
+        alice.close()
+        while True:
+            el = bob.expect_element()
+            if el.tag == q(NS_CLIENT, 'presence') and \
+                    el.get('type') == 'unavailable':
+                break
+        self.say(bob, 'alice@localhost', 'bob-offline')
+        self.say(carol, 'alice@localhost', 'carol-offline')
+        alice = self.login(self.srv, 'alice@localhost', resource='a2')
+        res, _ = query(alice)
+        self.assertEqual(bodies(res), ['a-to-bob', 'bob-to-a', 'bob-offline'])
+
+
+class CarbonIds(harness.FreshServerTestCase):
+    """XEP-0313 §3.2: carbon copies carry the archive id of the account
+    they go to."""
+
+    def test_carbon_ids(self):
+        a1 = self.login(self.srv, 'alice@localhost', resource='one')
+        a2 = self.login(self.srv, 'alice@localhost', resource='two')
+        b1 = self.login(self.srv, 'bob@localhost', resource='one')
+        b2 = self.login(self.srv, 'bob@localhost', resource='two')
+        for c, prio in ((a1, 1), (a2, 0), (b1, 1), (b2, 0)):
+            c.presence(priority=prio)
+            r = iq(c, None, "<enable xmlns='urn:xmpp:carbons:2'/>", 'set')
+            self.assertEqual(r.get('type'), 'result')
+        for c in (a1, a2, b1, b2):
+            c.sync()
+        a1.send("<message to='bob@localhost/one' type='chat'><body>hi</body>"
+                "</message>")
+        a1.sync()
+        NS_C = 'urn:xmpp:carbons:2'
+
+        def carbon(c, wrap):
+            for el in c.sync():
+                w = el.find(q(NS_C, wrap))
+                if el.tag == MESSAGE and w is not None:
+                    return w.find('%s/%s' % (q(NS_FWD, 'forwarded'),
+                                             MESSAGE))
+            self.fail('no %s carbon' % wrap)
+        sent = carbon(a2, 'sent')
+        received = carbon(b2, 'received')
+        live = [el for el in b1.sync() if el.tag == MESSAGE][0]
+        a_res, _ = query(a1)
+        b_res, _ = query(b1)
+        s_sid = sent.findall(q(NS_SID, 'stanza-id'))
+        self.assertEqual([(x.get('by'), x.get('id')) for x in s_sid],
+                         [('alice@localhost', a_res[0].get('id'))])
+        for m in (received, live):
+            r_sid = m.findall(q(NS_SID, 'stanza-id'))
+            self.assertEqual([(x.get('by'), x.get('id')) for x in r_sid],
+                             [('bob@localhost', b_res[0].get('id'))])
 
 
 if __name__ == '__main__':
