@@ -45,11 +45,12 @@ static void call_close(cstream_t *cs)
     cs->hooks.close(cs->ud);
 }
 
-static int send_bytes(cstream_t *cs, const char *data, size_t len)
+static int send_bytes_via(cstream_t *cs, const char *data, size_t len,
+                          int (*send)(void *ud, const char *data, size_t len))
 {
     if (cs->close_called || cs->send_failed)
         return -1;
-    if (cs->hooks.send(cs->ud, data, len) < 0) {
+    if (send(cs->ud, data, len) < 0) {
         cs->send_failed = true;
         if (cs->error_sent == NULL)
             cs->error_sent = "internal-server-error";
@@ -57,6 +58,11 @@ static int send_bytes(cstream_t *cs, const char *data, size_t len)
         return -1;
     }
     return 0;
+}
+
+static int send_bytes(cstream_t *cs, const char *data, size_t len)
+{
+    return send_bytes_via(cs, data, len, cs->hooks.send);
 }
 
 /* Our header (XEP-0114 §3): the component's domain as 'from' once the
@@ -328,7 +334,9 @@ bool cstream_send_element(cstream_t *cs, const xml_node_t *el)
         fail(cs, "resource-constraint", NULL);
         return false;
     }
-    int rc = send_bytes(cs, b.data, b.len);
+    int rc = send_bytes_via(
+        cs, b.data, b.len,
+        cs->hooks.send_stanza != NULL ? cs->hooks.send_stanza : cs->hooks.send);
     buf_free(&b);
     return rc == 0;
 }

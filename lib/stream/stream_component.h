@@ -36,6 +36,10 @@ typedef struct cstream_hooks {
     /* Queue bytes for the component: 0, or -1 when they could not be
      * queued (the stream then sends nothing more and closes). */
     int (*send)(void *ud, const char *data, size_t len);
+    /* The same for one whole stanza (cstream_send_element), so that the
+     * transport can give it back if the connection breaks before it is
+     * written; NULL: `send` is used. */
+    int (*send_stanza)(void *ud, const char *data, size_t len);
     /* Close the transport once queued bytes are flushed; no hook is called
      * after this one. */
     void (*close)(void *ud);

@@ -148,6 +148,20 @@ static int h_send(void *ud, const char *data, size_t len)
     return rc == CONN_OK || rc == CONN_ERR_CLOSED ? 0 : -1;
 }
 
+/* The tag of stanza blocks: what a broken connection did not write goes
+ * back to the router (on_unsent). */
+static char stanza_tag;
+
+static int h_send_stanza(void *ud, const char *data, size_t len)
+{
+    comp_conn_t *cc = ud;
+    if (cc->conn == NULL)
+        return -1;
+    /* Closing: refused, so that the router answers it instead. */
+    return conn_write_block(cc->conn, data, len, &stanza_tag) == CONN_OK ? 0
+                                                                         : -1;
+}
+
 static void h_close(void *ud)
 {
     comp_close(ud);
@@ -190,6 +204,7 @@ static void h_stanza(void *ud, xml_tree_t *stanza)
 
 static const cstream_hooks_t hooks = {
     .send = h_send,
+    .send_stanza = h_send_stanza,
     .close = h_close,
     .secret = h_secret,
     .authenticated = h_authenticated,
@@ -220,9 +235,41 @@ static void on_closed(void *ud)
     comp_maybe_free(cc);
 }
 
+/* A stanza queued for a component whose connection broke before it was
+ * written is routed again: to the component's next connection, or an
+ * error for its sender (never lost without a word). */
+static void on_unsent(void *ud, const char *data, size_t len, void *tag)
+{
+    comp_conn_t *cc = ud;
+    if (tag == &stanza_tag)
+        router_requeue_bytes(cc->c->w->router, data, len);
+}
+
+static void requeue_unsent(void *arg, const char *data, size_t len, void *tag)
+{
+    on_unsent(arg, data, len, tag);
+}
+
+/* The component does not read: it loses its domain first, so that what
+ * it never got goes back to the router as errors for the senders (or to
+ * its next connection). */
+static void on_overflow(void *ud)
+{
+    comp_conn_t *cc = ud;
+    LOG(log_of(cc->c), LOG_WARN, cc->id,
+        "component does not read; over %d bytes queued: dropping it",
+        OUT_HARD_LIMIT);
+    cstream_error(cc->cs, "policy-violation",
+                  "The component does not read what the server sends");
+    comp_close(cc);
+    conn_unsent_walk(cc->conn, requeue_unsent, cc);
+}
+
 static const conn_events_t conn_events = {
     .data = on_data,
     .error = on_error,
+    .overflow = on_overflow,
+    .unsent = on_unsent,
     .closed = on_closed,
 };
 

@@ -201,17 +201,25 @@ static void out_bounce_all(s2s_t *s, s2s_out_t *o, const char *condition)
     o->queued = 0;
 }
 
-/* Writes one stanza on a ready link. Its jabber:client elements are
- * serialized without a namespace declaration, so that on the s2s stream
- * they are in its default namespace, jabber:server. */
-static void link_write(s2s_link_t *l, const xml_node_t *el)
+/* The tag of stanza blocks on links: on_link_unsent routes them again. */
+static char stanza_tag;
+
+/* Writes one stanza on a ready link, as a block of its own that comes
+ * back through on_link_unsent if the link breaks before it is written.
+ * Its jabber:client elements are serialized without a namespace
+ * declaration, so that on the s2s stream they are in its default
+ * namespace, jabber:server — and read as in a jabber:client stream when
+ * handed back. False when the link no longer takes it (closing): the
+ * caller answers it. */
+static bool link_write(s2s_link_t *l, const xml_node_t *el)
 {
     buf_t b = BUF_INIT;
     if (xml_serialize(el, XML_NS_CLIENT, &b) < 0)
         xalloc_fail(b.cap);
-    if (l->conn != NULL)
-        conn_write(l->conn, b.data, b.len);
+    bool ok = l->conn != NULL &&
+              conn_write_block(l->conn, b.data, b.len, &stanza_tag) == CONN_OK;
     buf_free(&b);
+    return ok;
 }
 
 static void link_idle_timer(s2s_link_t *l);
@@ -221,8 +229,10 @@ static void out_flush(s2s_out_t *o)
     while (o->head != NULL) {
         queued_t *q = o->head;
         o->head = q->next;
-        link_write(o->link, q->tree->root);
-        xml_tree_free(q->tree);
+        if (link_write(o->link, q->tree->root))
+            xml_tree_free(q->tree);
+        else
+            bounce(o->link->s, q->tree, "remote-server-timeout");
         free(q);
     }
     o->tail = NULL;
@@ -270,7 +280,10 @@ static void remote_send(void *ud, xml_tree_t *tree, const char *domain)
     s2s_out_t *o = out_get(s, f.domain, domain);
     jid_clear(&f);
     if (o->state == OUT_READY) {
-        link_write(o->link, tree->root);
+        if (!link_write(o->link, tree->root)) {
+            bounce(s, tree, "remote-server-timeout");
+            return;
+        }
         link_idle_timer(o->link);
         xml_tree_free(tree);
         return;
@@ -550,8 +563,26 @@ static void on_link_error(void *ud, int err)
 static void on_link_unsent(void *ud, const char *data, size_t len, void *tag)
 {
     s2s_link_t *l = ud;
-    if (tag != NULL)
+    if (tag == &stanza_tag)
         router_requeue_bytes(l->s->w->router, data, len);
+}
+
+static void link_requeue_unsent(void *arg, const char *data, size_t len,
+                                void *tag)
+{
+    on_link_unsent(arg, data, len, tag);
+}
+
+/* The peer does not read: the link goes (its out starts over) and what it
+ * never took is routed again. */
+static void on_link_overflow(void *ud)
+{
+    s2s_link_t *l = ud;
+    LOG(log_of(l->s), LOG_WARN, l->id,
+        "s2s link to %s: the peer does not read; over %d bytes queued",
+        l->remote, OUT_HARD_LIMIT);
+    link_close(l, "remote-server-timeout");
+    conn_unsent_walk(l->conn, link_requeue_unsent, l);
 }
 
 static void on_link_closed(void *ud)
@@ -566,6 +597,7 @@ static const conn_events_t link_conn_events = {
     .data = on_link_data,
     .tls_done = on_link_tls_done,
     .error = on_link_error,
+    .overflow = on_link_overflow,
     .unsent = on_link_unsent,
     .closed = on_link_closed,
 };

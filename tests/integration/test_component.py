@@ -2,13 +2,18 @@
 errors, stanzas both ways between a component and local users (messages,
 IQs the server answers for an account, presence subscriptions), component
 to component, service-unavailable while a component is away, the server's
-disco#items listing the components, and the XEP-0114 §3 addressing rules.
+disco#items listing the components, the XEP-0114 §3 addressing rules, and
+no stanza lost when a component's connection breaks with stanzas queued
+for it (a reset mid-burst, and a component that stops reading).
 
 Run: python3 test_component.py STARLINGD STARLINGCTL
 """
 import hashlib
 import os
+import socket
+import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -373,6 +378,94 @@ class ComponentTest(harness.ServerTestCase):
         res = iq(d, 'example.org', "<query xmlns='%s'/>" % NS_ITEMS)
         items = {i.get('jid') for i in res.find(q(NS_ITEMS, 'query'))}
         self.assertEqual(items, {'far.test'})
+
+
+class ComponentLossTest(harness.FreshServerTestCase):
+    """Stanzas the server queued for a component whose connection breaks
+    before they are written are never lost without a word: each one comes
+    back to its sender as service-unavailable (the component is gone) —
+    exactly the ones the component never got, the tail of the burst."""
+
+    # Without the per-connection rate limit (64 KiB/s), so that a burst
+    # this size takes a second, not a minute and a half.
+    server_args = {'raw': COMPONENTS, 'limits': {'rate_limit': 0}}
+    N = 6000  # ~6.5 MB: more than the kernel's buffers hold on loopback
+
+    def burst(self, a, comp):
+        body = 'x' * 1000
+        for i in range(self.N):
+            a.send("<message to='echo@bot.localhost' id='m%d'><body>%s"
+                   "</body></message>" % (i, body))
+        self.early = a.sync(timeout=60)
+
+    def errors_back(self, a, quiet=2.0):
+        """The ids of the errors that came back (during the burst too),
+        until none for `quiet` seconds."""
+        ids = []
+        els = list(self.early)
+        while True:
+            if not els:
+                try:
+                    els.append(a.expect_element(timeout=quiet))
+                except Exception:
+                    return ids
+            el = els.pop(0)
+            if el.tag == q(harness.NS_CLIENT, 'message'):
+                self.assertEqual(el.get('type'), 'error')
+                self.assertEqual(el.get('from'), 'echo@bot.localhost')
+                self.assertEqual(error_condition(el), 'service-unavailable')
+                ids.append(int(el.get('id')[1:]))
+
+    def check_tail(self, ids):
+        # The component's TCP took the first ones; the rest, the tail, all
+        # came back, once each (in any order: those written and those
+        # still queued come back by different paths).
+        self.assertGreater(len(ids), 0)
+        ids = sorted(ids)
+        want = list(range(self.N - len(ids), self.N))
+        if ids != want:
+            self.fail('%d errors, not the tail: first %r, want %r; repeated '
+                      '%d' % (len(ids), ids[:5], want[:5],
+                              len(ids) - len(set(ids))))
+
+    def test_reset_mid_burst(self):
+        comp = Component(self.srv, 'bot.localhost', 'bot-secret',
+                         handshake=False)
+        comp.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        comp.handshake('bot-secret')
+        a = self.login(self.srv, 'alice@localhost')
+        self.burst(a, comp)
+        comp.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               struct.pack('ii', 1, 0))
+        comp.c.close()
+        ids = self.errors_back(a)
+        self.check_tail(ids)
+        # The component comes back and gets what is sent next.
+        self.srv.wait_log(r'component bot\.localhost disconnected')
+        comp = Component(self.srv, 'bot.localhost', 'bot-secret')
+        a.send("<message to='echo@bot.localhost' id='after'><body>hi"
+               "</body></message>")
+        self.assertEqual(comp.expect('message').get('id'), 'after')
+        comp.close()
+
+    def test_component_not_reading(self):
+        """Past the hard limit (16 MiB queued) the server drops the
+        component with a stream error, and what it queued goes back."""
+        comp = Component(self.srv, 'bot.localhost', 'bot-secret',
+                         handshake=False)
+        comp.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        comp.handshake('bot-secret')
+        a = self.login(self.srv, 'alice@localhost')
+        self.N = 20000  # ~21 MB
+        started = time.monotonic()
+        self.burst(a, comp)
+        self.srv.wait_log(r'component does not read')
+        # What the kernel took comes back once the linger (close_timeout,
+        # 2 s here) gives up on the component.
+        ids = self.errors_back(a, quiet=4.0)
+        self.check_tail(ids)
+        self.assertLess(time.monotonic() - started, 120)
+        comp.c.close()
 
 
 if __name__ == '__main__':

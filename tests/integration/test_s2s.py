@@ -23,6 +23,7 @@ then once the peer is up the next message goes through (RFC 6120 §10.4.3,
 Run: /usr/bin/python3 test_s2s.py build/bin/starlingd build/bin/starlingctl
 """
 import random
+import signal
 import socket
 import time
 
@@ -58,25 +59,25 @@ def s2s_conf(port, routes, ca, secure_auth=False, extra='', direct=False):
             % (port, tls, r, ca, 'true' if secure_auth else 'false', extra))
 
 
-def pair(ca, names_domains, secure_auth, direct=False):
+def pair(ca, names_domains, secure_auth, direct=False, limits=None):
     """Two servers, a.test and b.test, routed to each other. The ports are
     chosen here before either server binds them; another test running in
     parallel may take one first: then the pair is made again."""
     for attempt in range(3):
         try:
-            return _pair(ca, names_domains, secure_auth, direct)
+            return _pair(ca, names_domains, secure_auth, direct, limits)
         except AssertionError as e:
             if 'address already in use' not in str(e) or attempt == 2:
                 raise
 
 
-def _pair(ca, names_domains, secure_auth, direct=False):
+def _pair(ca, names_domains, secure_auth, direct=False, limits=None):
     pa, pb = free_port(), free_port()
     users_a = {'alice@a.test': 'pa', 'carol@a.test': 'pc'}
     users_b = {'bob@b.test': 'pb', 'dave@b.test': 'pd'}
     sans_a = ['localhost', 'a.test'] if names_domains else ['localhost']
     sans_b = ['localhost', 'b.test'] if names_domains else ['localhost']
-    a = harness.Server(users=users_a, hosts=['a.test'],
+    a = harness.Server(users=users_a, hosts=['a.test'], limits=limits,
                        cert=ca.cert('a' + str(pa), sans_a),
                        raw=s2s_conf(pa, [('b.test', pb)], ca.crt, secure_auth,
                                     direct=direct))
@@ -315,6 +316,61 @@ class PeerDownTest(harness.ServerTestCase):
                 b.stop()
         finally:
             a.stop()
+
+
+class LinkLossTest(harness.ServerTestCase):
+    """Stanzas written on a link that breaks before the peer took them are
+    routed again, never dropped without a word: b.test stops reading
+    (SIGSTOP) while alice sends a burst, then dies (SIGKILL: its kernel
+    resets the connection); every message b.test's TCP had not taken comes
+    back to alice as an error — the tail of the burst, once each (what
+    b.test's kernel took died with it, as with any peer that crashes)."""
+
+    N = 8000  # ~9 MB: more than b.test's receive buffer and a's send buffer
+
+    def test_reset_link(self):
+        # Without a's per-connection rate limit, for a quick burst.
+        a, b = pair(ca, False, False, limits={'rate_limit': 0})
+        try:
+            alice = Session(self.login(a, 'alice@a.test', password='pa',
+                                       resource='r'))
+            bob = Session(self.login(b, 'bob@b.test', password='pb',
+                                     resource='r'))
+            bob.presence()
+            alice.message('bob@b.test', 'first')
+            bob.wait(lambda el: el.tag == MESSAGE and
+                     el.findtext(BODY) == 'first', 'first', timeout=20)
+            b.proc.send_signal(signal.SIGSTOP)
+            body = 'x' * 1000
+            for i in range(self.N):
+                alice.send("<message to='bob@b.test' id='m%d'><body>%s"
+                           "</body></message>" % (i, body))
+            early = alice.c.sync(timeout=60)
+            b.kill()
+            ids = []
+            els = list(early)
+            while True:
+                if not els:
+                    try:
+                        els.append(alice.c.expect_element(timeout=5))
+                    except Exception:
+                        break
+                el = els.pop(0)
+                if el.tag == MESSAGE and el.get('type') == 'error':
+                    self.assertIn(harness.stanza_error_condition(el)[1],
+                                  ('remote-server-not-found',
+                                   'remote-server-timeout'))
+                    ids.append(int(el.get('id')[1:]))
+            self.assertGreater(len(ids), 0)
+            ids.sort()
+            want = list(range(self.N - len(ids), self.N))
+            if ids != want:
+                self.fail('%d errors, not the tail: %r..., want %r...; '
+                          'repeated %d' % (len(ids), ids[:5], want[:5],
+                                           len(ids) - len(set(ids))))
+        finally:
+            a.stop()
+            b.kill()
 
 
 class ComponentFederationTest(harness.ServerTestCase):
