@@ -832,7 +832,7 @@ static void sm_handle(stream_t *st, void *owner_ud, const stream_feature_t *f,
         /* §4: h counts what the server has taken responsibility for; a
          * stanza still waiting for the store (offline storage, held) is
          * not yet that: the answer waits until they are done. */
-        if (s->target.holds > 0 || s->target.held_head != NULL)
+        if (router_busy(&s->target))
             s->sm_a_pending = true;
         else
             sm_answer(s);

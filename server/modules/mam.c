@@ -13,10 +13,13 @@
  * by='its bare JID' id='...'/> (XEP-0359; one a sender forged with that
  * 'by' is removed) — not when the decision waited for the roster store,
  * since an id must name an item —, and carbons of what was sent carry
- * the sender's (module_call_t.sender_sid). A local sender is held until
- * the archive has the message, so that an answer or a XEP-0198 ack it
- * gets afterwards means it is stored. Hooks at priority 40: after
- * blocking (a refused message is not archived), before carbons.
+ * the sender's (module_call_t.sender_sid). A local sender's next messages
+ * go on at once, but anything else it sends (an IQ, presence) and its
+ * XEP-0198 acks wait until the archive has the message
+ * (router_write_begin), so that an answer or an ack it gets afterwards
+ * means it is stored — without a store round trip per message. Hooks at
+ * priority 40: after blocking (a refused message is not archived), before
+ * carbons.
  *
  * Queries (§4): an IQ set to the account with optional filters in a data
  * form (with, start, end, before-id, after-id, ids — any other field is
@@ -291,9 +294,9 @@ static bool archivable(const xml_node_t *el)
 
 typedef struct archive_job {
     router_t *router;
-    /* The local sender, held until stored: found again by its full JID
-     * and connection (it may have ended meanwhile; its holds went with
-     * it). */
+    /* The local sender, whose answers and acks wait until this is stored
+     * (router_write_begin): found again by its full JID and connection (it
+     * may have ended meanwhile; its writes went with it). */
     bool held;
     jid_t sender;
     unsigned long conn;
@@ -309,7 +312,7 @@ static void on_archived(void *ud, int err)
     if (j->held) {
         route_target_t *t = router_find_conn(j->router, &j->sender, j->conn);
         if (t != NULL)
-            router_release(j->router, t);
+            router_write_end(j->router, t);
         jid_clear(&j->sender);
     }
     free(j);
@@ -453,7 +456,7 @@ static module_result_t on_message(module_call_t *c)
         jid_parse(full, strlen(full), 0, &j->sender) == JID_OK) {
         j->held = true;
         j->conn = c->from->conn;
-        router_hold(c->router, c->from);
+        router_write_begin(c->router, c->from);
     }
     on_archived(j, STORE_OK); /* drops the job's own count */
     return MODULE_PASS;

@@ -328,22 +328,60 @@ static xml_tree_t *held_pop(route_target_t *t)
     return tree;
 }
 
+/* Past this many writes under way a session's messages wait too: the
+ * store's queue (memory) is bounded per sender, as with holds. */
+enum { WRITES_MAX = 256 };
+
+/* Whether `tree` from t must wait: t is held, has too many writes under
+ * way, or has some and this is not a message. */
+static bool must_wait(const route_target_t *t, const xml_tree_t *tree)
+{
+    return t->holds > 0 || t->writes >= WRITES_MAX ||
+           (t->writes > 0 && strcmp(tree->root->name, "message") != 0);
+}
+
+bool router_busy(const route_target_t *t)
+{
+    return t->holds > 0 || t->writes > 0 || t->held_head != NULL;
+}
+
+/* Routes what t queued, in order, until one must wait again (each stanza
+ * may take a new hold or start a write). */
+static void drain(router_t *r, route_target_t *t)
+{
+    while (t->held_head != NULL && !must_wait(t, t->held_head->tree))
+        route_now(r, t, held_pop(t));
+    if (t->held_head == NULL && t->held_paused) {
+        t->held_paused = false;
+        if (t->ops->pause != NULL)
+            t->ops->pause(t, false);
+    }
+    if (!router_busy(t) && t->ops->settled != NULL)
+        t->ops->settled(t);
+}
+
 void router_release(router_t *r, route_target_t *t)
 {
     if (t->holds == 0)
         return;
     if (--t->holds > 0)
         return;
-    /* Each stanza may take a new hold: then the rest waits again. */
-    while (t->holds == 0 && t->held_head != NULL)
-        route_now(r, t, held_pop(t));
-    if (t->holds == 0 && t->held_paused) {
-        t->held_paused = false;
-        if (t->ops->pause != NULL)
-            t->ops->pause(t, false);
-    }
-    if (t->holds == 0 && t->held_head == NULL && t->ops->settled != NULL)
-        t->ops->settled(t);
+    drain(r, t);
+}
+
+void router_write_begin(router_t *r, route_target_t *t)
+{
+    (void)r;
+    t->writes++;
+}
+
+void router_write_end(router_t *r, route_target_t *t)
+{
+    if (t->writes == 0)
+        return;
+    t->writes--;
+    if (t->holds == 0 && (t->writes == 0 || t->held_head != NULL))
+        drain(r, t);
 }
 
 /* A session that ends while held: its holds are void, and the stanzas it
@@ -351,6 +389,7 @@ void router_release(router_t *r, route_target_t *t)
 static void held_drop(router_t *r, route_target_t *t)
 {
     t->holds = 0;
+    t->writes = 0;
     t->held_paused = false;
     xml_tree_t *tree;
     while ((tree = held_pop(t)) != NULL)
@@ -369,7 +408,7 @@ void router_unbind(router_t *r, route_target_t *t)
     struct router_account *a = t->account;
     if (a == NULL)
         return;
-    if (t->holds > 0 || t->held_head != NULL)
+    if (router_busy(t))
         held_drop(r, t);
     session_event(r, t, MODULE_EV_SESSION_ENDED);
     for (route_target_t **pp = &a->resources; *pp != NULL;
@@ -584,7 +623,7 @@ static module_addressee_t addressee_of(const route_target_t *from,
 
 void router_route(router_t *r, route_target_t *from, xml_tree_t *tree)
 {
-    if (from->holds > 0 || from->held_head != NULL) {
+    if (from->held_head != NULL || must_wait(from, tree)) {
         held_push(from, tree);
         return;
     }
@@ -925,7 +964,7 @@ void router_route_remote(router_t *r, xml_tree_t *tree)
         snprintf(local, sizeof(local), "%s", to.domain);
         rs.local = local;
         route_now(r, &rs.t, tree);
-        if (rs.t.holds != 0 || rs.t.held_head != NULL)
+        if (router_busy(&rs.t))
             LOG(r->log, LOG_ERROR, 0, "a remote sender was held: a bug");
     }
     jid_clear(&to);
@@ -952,7 +991,7 @@ void router_route_component(router_t *r, xml_tree_t *tree)
     snprintf(local, sizeof(local), "%s", to.domain);
     rs.local = local;
     route_now(r, &rs.t, tree);
-    if (rs.t.holds != 0 || rs.t.held_head != NULL)
+    if (router_busy(&rs.t))
         LOG(r->log, LOG_ERROR, 0, "a component sender was held: a bug");
     jid_clear(&to);
     jid_clear(&rs.t.jid);

@@ -96,6 +96,7 @@ struct route_target {
     /* Router-private: holds taken (router_hold) and the stanzas that
      * arrived meanwhile, in order. */
     unsigned holds;
+    unsigned writes; /* router_write_begin() not yet ended */
     struct router_held *held_head, *held_tail;
     size_t held_count;
     bool held_paused;
@@ -194,6 +195,19 @@ void router_requeue_bytes(router_t *r, const char *data, size_t len);
  * was done — e.g. stored durably. */
 void router_hold(router_t *r, route_target_t *t);
 void router_release(router_t *r, route_target_t *t);
+/* A lighter promise for writes that need not stop a stream of messages
+ * (the archive's copy of each): while a session has writes under way, its
+ * next messages are handled at once, but any other stanza it sends (an IQ,
+ * presence) waits — with everything after it — until they are done, and
+ * so does its XEP-0198 ack (settled). So an answer still means "every
+ * earlier stanza is stored", without a store round trip per message.
+ * Past 256 under way, messages wait too (the store's queue stays bounded
+ * per sender). Lost, like holds, when the session is unbound. */
+void router_write_begin(router_t *r, route_target_t *t);
+void router_write_end(router_t *r, route_target_t *t);
+/* Whether something the session sent still waits for the store (a hold,
+ * a write, a queued stanza): an acknowledgement waits for `settled`. */
+bool router_busy(const route_target_t *t);
 /* The bound session with this full JID and connection id (the same
  * session, not a later one that took its resource), or NULL: for a module
  * that must come back to a session after waiting. */

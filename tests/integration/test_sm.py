@@ -257,6 +257,50 @@ class Durability(harness.FreshServerTestCase):
         self.assertEqual(bodies(got), ['kept %d' % i for i in range(5)])
 
 
+    def test_acknowledged_archived_survives_sigkill(self):
+        """The same for the archive (XEP-0313): messages to an online
+        contact are not held for it — they flow — but the ack waits until
+        the archive has them, and so does the answer to an IQ sent after
+        them."""
+        bob = self.login(self.srv, 'bob@localhost', resource='b')
+        bob.presence()
+        alice = self.login(self.srv, 'alice@localhost', resource='a')
+        enable(alice)
+        n = 300
+        burst = ''.join("<message to='bob@localhost' type='chat' id='k%d'>"
+                        "<body>kept %d</body></message>" % (i, i)
+                        for i in range(n))
+        alice.send(burst + "<r xmlns='%s'/>" % NS_SM)
+        while True:
+            el = alice.expect_element()
+            if el.tag == sm('a'):
+                break
+        self.assertEqual(el.get('h'), str(n))
+        # And an IQ after a second burst: its answer means stored too.
+        burst = ''.join("<message to='bob@localhost' type='chat' id='j%d'>"
+                        "<body>also %d</body></message>" % (i, i)
+                        for i in range(n))
+        alice.send(burst + "<iq type='get' id='after'><ping xmlns="
+                   "'urn:xmpp:ping'/></iq>")
+        while True:
+            el = alice.expect_element()
+            if el.tag == q(NS_CLIENT, 'iq') and el.get('id') == 'after':
+                break
+        self.srv.kill()
+        self.srv.start()
+        alice = self.login(self.srv, 'alice@localhost', resource='a2')
+        # Every one of them is in alice's archive (RSM count, max 0).
+        alice.send("<iq type='set' id='cnt'><query xmlns='urn:xmpp:mam:2'>"
+                   "<set xmlns='http://jabber.org/protocol/rsm'><max>0</max>"
+                   "</set></query></iq>")
+        while True:
+            el = alice.expect_element()
+            if el.tag == q(NS_CLIENT, 'iq') and el.get('id') == 'cnt':
+                break
+        self.assertEqual(el.findtext('.//{http://jabber.org/protocol/rsm}'
+                                     'count'), str(2 * n))
+
+
 class Resumption(harness.FreshServerTestCase):
     """XEP-0198 §5: a session outlives its connection."""
 

@@ -620,11 +620,53 @@ static void test_hold(void **state)
     router_release(e->r, &e->a.t);
 }
 
+/* router_write_begin: messages pass, anything else waits (with what comes
+ * after it) until the writes end; past 256 under way messages wait too;
+ * router_busy says so meanwhile. */
+static void test_writes(void **state)
+{
+    env_t *e = *state;
+    bind_all(e);
+    fake_available(e->r, &e->b1, 1);
+    router_write_begin(e->r, &e->a.t);
+    assert_true(router_busy(&e->a.t));
+    fake_send(e->r, &e->a,
+              "<message type='chat' id='m1' to='bob@localhost/b1'/>");
+    assert_int_equal(e->b1.ngot, 1);
+    fake_send(
+        e->r, &e->a,
+        "<iq type='get' id='q1' to='bob@localhost/b1'><x xmlns='y'/></iq>");
+    fake_send(e->r, &e->a,
+              "<message type='chat' id='m2' to='bob@localhost/b1'/>");
+    assert_int_equal(e->b1.ngot, 1); /* the IQ waits, and m2 behind it */
+    assert_int_equal(e->a.t.held_count, 2);
+    router_write_end(e->r, &e->a.t);
+    assert_false(router_busy(&e->a.t));
+    assert_int_equal(e->b1.ngot, 3);
+    assert_string_equal(fake_attr(fake_got(&e->b1, 1), "id"), "q1");
+    assert_string_equal(fake_attr(fake_got(&e->b1, 2), "id"), "m2");
+    fake_clear(&e->b1);
+
+    /* The bound: the 257th message waits until one write ends. */
+    for (int i = 0; i < 256; i++)
+        router_write_begin(e->r, &e->a.t);
+    fake_send(e->r, &e->a,
+              "<message type='chat' id='m3' to='bob@localhost/b1'/>");
+    assert_int_equal(e->b1.ngot, 0);
+    router_write_end(e->r, &e->a.t);
+    assert_int_equal(e->b1.ngot, 1);
+    /* Unbound with writes under way: they go, late ends are harmless. */
+    router_unbind(e->r, &e->a.t);
+    assert_false(router_busy(&e->a.t));
+    router_write_end(e->r, &e->a.t);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_malformed_to),
+        T(test_writes),
         T(test_bad_iq),
         T(test_no_to_message),
         T(test_no_to_presence),
