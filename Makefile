@@ -62,6 +62,8 @@ bench: build
 	@/usr/bin/python3 bench/tls_resume.py --logins $${LOGINS:-1000} \
 	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 	@$(BUILD)/bin/archive_bench $${ARCHIVE:-1000000}
+	@/usr/bin/python3 bench/message_archive.py --messages $${ARCHIVED:-5000} \
+	    $(BUILD)/bin/starlingd $(BUILD)/bin/starlingctl
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -75,7 +75,10 @@ class Prosody:
     name = 'prosody'
 
     def __init__(self, domain, users, cert, key, c2s_port, s2s_port=None,
-                 ca_file=None, dns=None, secure_auth=False, quiet=False):
+                 ca_file=None, dns=None, secure_auth=False, quiet=False,
+                 modules=None):
+        """modules: more modules to enable, name -> a line of global
+        config they need ('' for none) (benchmarks: "mam")."""
         self.domain = domain
         self.dir = tempfile.mkdtemp(prefix='peer-prosody-')
         self.port = c2s_port
@@ -119,7 +122,8 @@ s2s_direct_tls_ports = { }
 http_ports = { }
 https_ports = { }
 component_ports = { }
-modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping", "posix" }
+modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping", "posix"%(more)s }
+%(more_conf)s
 modules_disabled = { "offline", "limits"%(nos2s)s }
 authentication = "internal_hashed"
 storage = "internal"
@@ -139,7 +143,9 @@ VirtualHost %(domain)s
        'unbound': ('unbound = { forward = %s; resolvconf = false; '
                    'hoststxt = false }' % lua_str(dns.replace(':', '@'))
                    if dns else ''),
-       'ssl': ssl, 'domain': lua_str(domain)})
+       'ssl': ssl, 'domain': lua_str(domain),
+       'more': ''.join(', ' + lua_str(m) for m in (modules or {})),
+       'more_conf': '\n'.join(v for v in (modules or {}).values() if v)})
         self.proc = subprocess.Popen([PROSODY, '-F', '--config', conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
@@ -190,7 +196,10 @@ class Ejabberd:
     name = 'ejabberd'
 
     def __init__(self, domain, users, cert, key, c2s_port, s2s_port=None,
-                 ca_file=None, dns=None, secure_auth=False, quiet=False):
+                 ca_file=None, dns=None, secure_auth=False, quiet=False,
+                 modules=None):
+        """modules: more modules, name -> their options in YAML flow style
+        (benchmarks: mod_mam)."""
         self.domain = domain
         self.dir = tempfile.mkdtemp(prefix='peer-ejabberd-')
         os.chmod(self.dir, 0o777)
@@ -258,9 +267,11 @@ modules:
   mod_roster: {}
   mod_disco: {}
   mod_ping: {}
-%(dialback)s''' % {'domain': domain, 'pem': pem, 'port': c2s_port, 's2s': s2s,
+%(dialback)s%(more)s''' % {'domain': domain, 'pem': pem, 'port': c2s_port, 's2s': s2s,
                    'extra': extra, 'level': 'error' if quiet else 'info',
-                   'dialback': '' if secure_auth else '  mod_s2s_dialback: {}\n'})
+                   'dialback': '' if secure_auth else '  mod_s2s_dialback: {}\n',
+                   'more': ''.join('  %s: %s\n' % kv
+                                   for kv in (modules or {}).items())})
         self.env = dict(os.environ, HOME=self.dir)
         if dns:
             ip, port = dns.rsplit(':', 1)
