@@ -144,6 +144,8 @@ static const conn_events_t c2s_conn_events;
 #define TAG_SOLE   ((void *)(uintptr_t)1)
 #define TAG_SHARED ((void *)(uintptr_t)2)
 
+static const route_target_ops_t c2s_target_ops;
+
 static c2s_session_t *from_target(route_target_t *t)
 {
     return (c2s_session_t *)((char *)t - offsetof(c2s_session_t, target));
@@ -732,14 +734,19 @@ static void sm_resume(c2s_session_t *cur, stream_t *st, const xml_node_t *el)
         sm_failed(st, "unexpected-request");
         return;
     }
+    /* A resumable session stays bound (hibernating too): the account's
+     * few sessions are where to look, not every session of the worker. */
     c2s_session_t *old = NULL;
-    for (c2s_session_t *o = cur->w->sessions; previd != NULL && o != NULL;
-         o = o->next)
-        if (o != cur && o->sm_on && o->sm_id[0] != '\0' && !o->closing &&
-            strcmp(o->sm_id, previd) == 0) {
+    for (route_target_t *t =
+             previd != NULL ? router_resources(cur->w->router, user) : NULL;
+         t != NULL; t = t->next_resource) {
+        c2s_session_t *o = t->ops == &c2s_target_ops ? from_target(t) : NULL;
+        if (o != NULL && o != cur && o->sm_on && o->sm_id[0] != '\0' &&
+            !o->closing && strcmp(o->sm_id, previd) == 0) {
             old = o;
             break;
         }
+    }
     if (old == NULL || !jid_bare_equal(&old->target.jid, user)) {
         sm_failed(st, "item-not-found");
         return;
