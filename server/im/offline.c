@@ -71,7 +71,8 @@ static void waiter_clear(waiter_t *w)
         jid_clear(&w->jid);
 }
 
-/* Only a chat state (and hints), nothing a person wrote. */
+/* Only a chat state (and hints), nothing a person wrote — unless the
+ * sender asked for it to be kept (XEP-0334 <store/>). */
 static bool chat_state_only(const xml_node_t *el)
 {
     bool state = false;
@@ -80,7 +81,8 @@ static bool chat_state_only(const xml_node_t *el)
             continue;
         if (ch->ns != NULL && strcmp(ch->ns, NS_CHATSTATES) == 0)
             state = true;
-        else if (ch->ns == NULL || strcmp(ch->ns, NS_HINTS) != 0)
+        else if (ch->ns == NULL || strcmp(ch->ns, NS_HINTS) != 0 ||
+                 strcmp(ch->name, "store") == 0)
             return false;
     }
     return state;

@@ -2,8 +2,9 @@
  * accounts, with XEP-0359 stanza ids, XEP-0059 paging and XEP-0441
  * preferences.
  *
- * Archiving: every 1:1 message with a body (chat or normal) that a local
- * account sends or receives goes into its archive (store group "archive")
+ * Archiving: every 1:1 message with a body (chat or normal) — or any but
+ * an error carrying the XEP-0334 <store/> hint — that a local account
+ * sends or receives goes into its archive (store group "archive")
  * — both archives when both parties are ours — unless it carries a
  * XEP-0334 no-store or no-permanent-store hint or the account's
  * preferences say no: the never list, then the always list, then the
@@ -280,14 +281,20 @@ static void mam_fini(void *state)
 
 /* ------------------------------------------------------------ archiving */
 
+/* chat and normal messages with a body; with the XEP-0334 <store/> hint
+ * any but an error or groupchat (§4.4: "SHOULD be stored"); never with
+ * no-store or no-permanent-store. */
 static bool archivable(const xml_node_t *el)
 {
     const char *type = xml_element_attr(el, NULL, "type");
-    if (type != NULL && strcmp(type, "chat") != 0 &&
-        strcmp(type, "normal") != 0)
-        return false;
     if (xml_element_child(el, NS_HINTS, "no-store") != NULL ||
         xml_element_child(el, NS_HINTS, "no-permanent-store") != NULL)
+        return false;
+    if (xml_element_child(el, NS_HINTS, "store") != NULL)
+        return type == NULL ||
+               (strcmp(type, "error") != 0 && strcmp(type, "groupchat") != 0);
+    if (type != NULL && strcmp(type, "chat") != 0 &&
+        strcmp(type, "normal") != 0)
         return false;
     return xml_element_child(el, XML_NS_CLIENT, "body") != NULL;
 }

@@ -189,6 +189,20 @@ class Archive(harness.FreshServerTestCase):
         alice.sync()
         res, _ = query(bob)
         self.assertEqual(bodies(res), ['n0'])
+        # A <store/> hint (XEP-0334 §4.4): kept without a body; a
+        # headline too; an error never.
+        alice.send("<message to='bob@localhost' type='chat' id='st'><active "
+                   "xmlns='http://jabber.org/protocol/chatstates'/><store "
+                   "xmlns='urn:xmpp:hints'/></message><message "
+                   "to='bob@localhost' type='headline' id='hl'><body>news"
+                   "</body><store xmlns='urn:xmpp:hints'/></message><message "
+                   "to='bob@localhost' type='error' id='er'><store "
+                   "xmlns='urn:xmpp:hints'/></message>")
+        alice.sync()
+        res, _ = query(bob)
+        self.assertEqual([r.find('%s/%s' % (q(NS_FWD, 'forwarded'),
+                                            MESSAGE)).get('id')
+                          for r in res][1:], ['st', 'hl'])
         r = iq(alice, None, "<prefs xmlns='%s' default='sometimes'/>" % NS_MAM,
                'set')
         self.assertEqual(stanza_error_condition(r), ('modify', 'bad-request'))

@@ -151,6 +151,19 @@ class Offline(Base):
         sb, msgs = self.come_online(b)
         self.assertEqual(msgs, [], show_all(msgs))
 
+    def test_store_hint_keeps_chat_state(self):
+        """XEP-0334 §4.4: with <store/> the sender asks for a message to be
+        kept that would not be: it is."""
+        a, b = POOL.take(2)
+        sa = self.session(a, 'a')
+        sa.send("<message type='chat' to='%s' id='kept'><gone "
+                "xmlns='http://jabber.org/protocol/chatstates'/>"
+                "<store xmlns='urn:xmpp:hints'/></message>" % b)
+        self.sent_ok(sa)
+        sb, msgs = self.come_online(b)
+        self.assertEqual([m.get('id') for m in msgs], ['kept'],
+                         show_all(msgs))
+
     def test_full_jid_of_offline_resource(self):
         """RFC 6121 §8.5.3.2.1: a chat to a full JID with no session is
         handled as one to the bare JID: stored, delivered later."""
