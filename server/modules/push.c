@@ -10,7 +10,8 @@
  * that still has its connection: the message goes to offline storage, or
  * waits in a session kept for resumption (XEP-0198) — every registration of
  * the account gets a notification: an IQ set from the account's bare JID
- * publishing a urn:xmpp:push:summary form (§5: message-count and
+ * publishing a urn:xmpp:push:summary form (§5: message-count — the
+ * messages that woke the account since it last read them — and
  * last-message-sender; last-message-body only with `push.include_body`,
  * off: the body would pass through the push service), with the stored
  * publish-options. An app server that answers with an error loses the
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/hash.h"
 #include "base/xalloc.h"
 #include "modules/modules.h"
 
@@ -53,12 +55,56 @@ typedef struct outstanding {
     char *key;
 } outstanding_t;
 
+/* §5 message-count: the messages that woke an account since it last read
+ * them — since a message found one of its sessions reading its stream, or
+ * one sent initial presence (offline messages are delivered then). Only
+ * accounts with such messages have an entry. */
+enum { UNREAD_BUCKETS = 256 };
+
+typedef struct unread {
+    struct unread *next;
+    unsigned long count;
+    char owner[]; /* bare JID */
+} unread_t;
+
 typedef struct push_state {
     store_t *store;
     const logger_t *log;
     unsigned long next_id;
     outstanding_t sent[OUTSTANDING_MAX]; /* ring by id */
+    unread_t *unread[UNREAD_BUCKETS];
 } push_state_t;
+
+static unread_t **unread_slot(push_state_t *st, const char *owner)
+{
+    unread_t **pp = &st->unread[hash_str(owner) % UNREAD_BUCKETS];
+    while (*pp != NULL && strcmp((*pp)->owner, owner) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* One more for `owner`: the count now. */
+static unsigned long unread_add(push_state_t *st, const char *owner)
+{
+    unread_t **pp = unread_slot(st, owner);
+    if (*pp == NULL) {
+        size_t n = strlen(owner) + 1;
+        unread_t *u = xcalloc(1, sizeof(*u) + n);
+        memcpy(u->owner, owner, n);
+        *pp = u;
+    }
+    return ++(*pp)->count;
+}
+
+static void unread_clear(push_state_t *st, const char *owner)
+{
+    unread_t **pp = unread_slot(st, owner);
+    if (*pp != NULL) {
+        unread_t *u = *pp;
+        *pp = u->next;
+        free(u);
+    }
+}
 
 static void *push_init(const module_env_t *env, bool *ok)
 {
@@ -76,6 +122,12 @@ static void push_fini(void *state)
         return;
     for (size_t i = 0; i < OUTSTANDING_MAX; i++)
         free(st->sent[i].key);
+    for (size_t i = 0; i < UNREAD_BUCKETS; i++)
+        while (st->unread[i] != NULL) {
+            unread_t *u = st->unread[i];
+            st->unread[i] = u->next;
+            free(u);
+        }
     free(st);
 }
 
@@ -230,6 +282,7 @@ typedef struct notify_job {
     char owner[JID_FORMAT_BUF];
     char sender[JID_FORMAT_BUF + JID_PART_BUF];
     char *body; /* NULL unless include_body */
+    unsigned long count;
 } notify_job_t;
 
 static void add_field(xml_tree_t *t, xml_node_t *x, const char *var,
@@ -280,7 +333,9 @@ static void send_notification(notify_job_t *j, const store_data_item_t *reg)
         xml_element_set_attr(t, x, NULL, "type", "form") < 0)
         xalloc_fail(256);
     add_field(t, x, "FORM_TYPE", NS_SUMMARY);
-    add_field(t, x, "message-count", "1");
+    char count[24];
+    snprintf(count, sizeof(count), "%lu", j->count);
+    add_field(t, x, "message-count", count);
     add_field(t, x, "last-message-sender", j->sender);
     if (j->body != NULL)
         add_field(t, x, "last-message-body", j->body);
@@ -319,9 +374,12 @@ static module_result_t on_message(module_call_t *c)
      * that is gone is one for the account, RFC 6121 §8.5.3.2.1). */
     route_target_t *t =
         c->addressee == MODULE_TO_FULL ? router_find(c->router, c->to) : NULL;
-    if (t != NULL ? !t->detached : someone_listens(c->router, owner))
+    if (t != NULL ? !t->detached : someone_listens(c->router, owner)) {
+        unread_clear(st, owner); /* the account reads again */
         return MODULE_PASS;
+    }
     notify_job_t *j = xcalloc(1, sizeof(*j));
+    j->count = unread_add(st, owner);
     j->st = st;
     j->router = c->router;
     snprintf(j->owner, sizeof(j->owner), "%s", owner);
@@ -375,6 +433,16 @@ static module_result_t on_answer(module_call_t *c)
     return MODULE_HANDLED;
 }
 
+/* Initial presence: offline messages are delivered, the count starts
+ * again. */
+static module_result_t on_available(module_call_t *c)
+{
+    char owner[JID_FORMAT_BUF];
+    if (jid_format(&c->from->jid, true, owner, sizeof(owner)) >= 0)
+        unread_clear(c->state, owner);
+    return MODULE_PASS;
+}
+
 static const module_iq_handler_t push_iqs[] = {
     {MODULE_IQ_SET, NS_PUSH, MODULE_TO_BIT(MODULE_TO_ACCOUNT), push_iq},
     {0, NULL, 0, NULL},
@@ -387,6 +455,7 @@ static const module_hook_t push_hooks[] = {
     {MODULE_EV_MESSAGE_BARE, PUSH_PRIORITY, on_message},
     {MODULE_EV_MESSAGE_FULL, PUSH_PRIORITY, on_message},
     {MODULE_EV_IQ_BARE, 90, on_answer},
+    {MODULE_EV_SESSION_AVAILABLE, PUSH_PRIORITY, on_available},
     {0, 0, NULL},
 };
 

@@ -96,6 +96,23 @@ class Push(harness.FreshServerTestCase):
         alice.sync()
         self.assertIsNone(self.app.c.next_event(timeout=0.5))
 
+        def count():
+            el = self.notification()
+            return fields(el.find('.//%s' % q(NS_DATA, 'x')))['message-count']
+        # message-count: the messages since bob last read them (§5).
+        alice.send("<message to='bob@localhost' type='chat'><body>two"
+                   "</body></message>")
+        self.assertEqual(count(), '2')
+        # bob comes online (his offline messages are delivered): the
+        # count starts again.
+        bob = self.login(self.srv, 'bob@localhost', resource='phone')
+        bob.presence()
+        bob.send("<presence type='unavailable'/>")
+        bob.sync()
+        alice.send("<message to='bob@localhost' type='chat'><body>three"
+                   "</body></message>")
+        self.assertEqual(count(), '1')
+
     def test_listening_session_no_notification(self):
         bob = self.login(self.srv, 'bob@localhost', resource='phone')
         self.enable(bob)
