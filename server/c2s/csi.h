@@ -1,6 +1,7 @@
 /* csi: XEP-0352 client state indication for one c2s session — which
  * stanzas an inactive client gets at once, which wait, and the waiting
- * ones collapsed (the latest presence of each sender). No I/O: c2s.c
+ * ones collapsed (the latest presence of each sender, the latest state of
+ * each PEP item). No I/O: c2s.c
  * holds and flushes. */
 #ifndef STARLING_C2S_CSI_H
 #define STARLING_C2S_CSI_H
@@ -24,7 +25,7 @@ csi_class_t csi_classify(const xml_node_t *el);
 typedef struct csi_entry {
     rcbuf_t *bytes;
     bool sole;
-    char *key; /* presence: its 'from'; NULL: never collapsed */
+    char *key; /* what a newer one replaces it by (csi.c hold_key) or NULL */
 } csi_entry_t;
 
 typedef struct csi {
@@ -34,7 +35,8 @@ typedef struct csi {
 } csi_t;
 
 /* Keeps a stanza (takes a reference to b); a presence replaces the one
- * waiting from the same sender, which moves to the end. */
+ * waiting from the same sender, a PEP event with one item the one waiting
+ * for the same sender, node and item id; the newer goes at the end. */
 void csi_hold(csi_t *c, const xml_node_t *el, rcbuf_t *b, bool sole);
 /* Hands the waiting stanzas to the caller in order (*count of them; free
  * with csi_entries_free) and empties the queue. */
