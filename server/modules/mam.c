@@ -471,53 +471,6 @@ static module_result_t on_message(module_call_t *c)
 
 /* ------------------------------------------------------------- queries */
 
-/* XEP-0082 DateTime: YYYY-MM-DDThh:mm:ss[.sss](Z|±hh:mm) → ms. */
-static bool parse_time(const char *s, int64_t *out)
-{
-    struct tm tm = {0};
-    int frac_ms = 0, used = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6 ||
-        used != 19)
-        return false;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    const char *p = s + used;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                frac_ms = frac_ms * 10 + (*p - '0');
-        for (; digits < 3; digits++)
-            frac_ms *= 10;
-    }
-    long offset = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-            return false;
-        offset = (hh * 60 + mm) * 60 * (*p == '+' ? 1 : -1);
-        p += 6;
-    } else {
-        return false;
-    }
-    if (*p != '\0')
-        return false;
-    *out = ((int64_t)timegm(&tm) - offset) * 1000 + frac_ms;
-    return true;
-}
-
-static void format_time(int64_t ms, char *out, size_t len)
-{
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%03dZ", (int)(ms % 1000));
-}
-
 typedef struct query {
     mam_state_t *st;
     module_later_t *l;
@@ -553,7 +506,7 @@ static void on_page(void *ud, int err, const store_archive_item_t *items,
             xml_node_t *d =
                 fw != NULL ? xml_element_new(t, fw, NS_DELAY, "delay") : NULL;
             char stampbuf[40];
-            format_time(items[i].ts, stampbuf, sizeof(stampbuf));
+            module_datetime_format(items[i].ts, stampbuf, sizeof(stampbuf));
             if (d == NULL || xml_element_set_attr(t, m, NULL, "to", to) < 0 ||
                 xml_element_set_attr(t, m, NULL, "from", q->owner) < 0 ||
                 xml_element_set_attr(t, res, NULL, "id", items[i].sid) < 0 ||
@@ -713,8 +666,8 @@ static module_result_t mam_query(module_call_t *c, const xml_node_t *qel)
         }
         jid_clear(&wj);
     }
-    if ((start != NULL && !parse_time(start, &sq.start)) ||
-        (end != NULL && !parse_time(end, &sq.end)))
+    if ((start != NULL && !module_datetime_parse(start, &sq.start)) ||
+        (end != NULL && !module_datetime_parse(end, &sq.end)))
         bad = true;
     sq.after = field(t, x, "after-id");
     sq.before = field(t, x, "before-id");
@@ -837,7 +790,7 @@ static void on_meta(void *ud, int err, const store_archive_item_t *items,
         /* The first item; now the last. */
         m->have_start = true;
         snprintf(m->start_id, sizeof(m->start_id), "%s", items[0].sid);
-        format_time(items[0].ts, m->start_ts, sizeof(m->start_ts));
+        module_datetime_format(items[0].ts, m->start_ts, sizeof(m->start_ts));
         meta_query(m->st, m, true);
         return;
     }
@@ -849,7 +802,7 @@ static void on_meta(void *ud, int err, const store_archive_item_t *items,
         xalloc_fail(256);
     if (m->have_start && count > 0) {
         char end_ts[40];
-        format_time(items[0].ts, end_ts, sizeof(end_ts));
+        module_datetime_format(items[0].ts, end_ts, sizeof(end_ts));
         xml_node_t *a = xml_element_new(t, md, NS_MAM, "start");
         xml_node_t *b = xml_element_new(t, md, NS_MAM, "end");
         if (a == NULL || b == NULL ||

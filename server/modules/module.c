@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -897,4 +898,87 @@ xml_tree_t *module_parse_doc(const char *data, size_t len)
     }
     xml_tree_free(t);
     return doc;
+}
+
+/* ------------------------------------------------------------ datetime */
+
+/* n decimal digits at p, or -1. */
+static int dt_digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+bool module_datetime_parse(const char *s, int64_t *ms)
+{
+    /* Every character is looked at in order, so a short string stops at
+     * its NUL, which matches no pattern character. */
+    static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; i < sizeof(pattern) - 1; i++)
+        if (pattern[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pattern[i])
+            return false;
+    int year = dt_digits(s, 4), mon = dt_digits(s + 5, 2),
+        day = dt_digits(s + 8, 2), hour = dt_digits(s + 11, 2),
+        min = dt_digits(s + 14, 2), sec = dt_digits(s + 17, 2);
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+        sec > 60)
+        return false;
+    const char *p = s + 19;
+    int frac = 0;
+    if (*p == '.') {
+        int n = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, n++)
+            if (n < 3)
+                frac = frac * 10 + (*p - '0');
+        if (n == 0)
+            return false;
+        for (; n < 3; n++)
+            frac *= 10;
+    }
+    long offset = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh = dt_digits(p + 1, 2);
+        int om = oh >= 0 && p[3] == ':' ? dt_digits(p + 4, 2) : -1;
+        if (oh < 0 || om < 0 || oh > 23 || om > 59)
+            return false;
+        offset = (oh * 60L + om) * 60 * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p != '\0')
+        return false;
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = min,
+                    .tm_sec = sec};
+    *ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
+    return true;
+}
+
+void module_datetime_format(int64_t ms, char *out, size_t len)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(out, len, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)rem);
 }

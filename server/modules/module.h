@@ -345,6 +345,14 @@ size_t module_str_hash(const char *s);
 bool module_split_bare(const char *bare, char *node, size_t size,
                        const char **domain);
 
+/* XEP-0082 DateTime, as clients send it in forms (XEP-0313 start/end):
+ * exactly YYYY-MM-DDThh:mm:ss, optional fractional seconds (the first
+ * three digits kept), then Z or ±hh:mm; fields in range (a leap second 60
+ * is allowed). Milliseconds since the epoch in *ms, or false. */
+bool module_datetime_parse(const char *s, int64_t *ms);
+/* ms since the epoch → YYYY-MM-DDThh:mm:ss.sssZ into out (32 bytes do). */
+void module_datetime_format(int64_t ms, char *out, size_t len);
+
 /* Whether any enabled module says `from` -> `to` is blocked. */
 bool module_registry_blocked(const module_registry_t *reg, const char *from,
                              const jid_t *to);

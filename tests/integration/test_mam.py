@@ -159,8 +159,20 @@ class Archive(harness.FreshServerTestCase):
         _, fin = query(alice, rsm(after='nope'))
         self.assertEqual(stanza_error_condition(fin),
                          ('cancel', 'item-not-found'))
-        _, fin = query(alice, form(start='yesterday'))
-        self.assertEqual(stanza_error_condition(fin), ('modify', 'bad-request'))
+        for bad in ('yesterday', '2020-01-01T00:00:00+1:2',
+                    '2020-13-01T00:00:00Z', '2020-01-01T00:00:00',
+                    '2020-01-01T00:00:00.Z', ' 2020-01-01T00:00:00Z',
+                    '2020-01-01T00:00:00Z '):
+            _, fin = query(alice, form(start=bad))
+            self.assertEqual(stanza_error_condition(fin),
+                             ('modify', 'bad-request'), bad)
+        # An offset and fractions: the same instant as in UTC.
+        res, _ = query(alice, form(start=(now - datetime.timedelta(
+            minutes=5)).strftime('%Y-%m-%dT%H:%M:%S.123456+00:00')))
+        self.assertEqual(len(res), 7)
+        res, _ = query(alice, form(end=(now - datetime.timedelta(
+            minutes=5)).strftime('%Y-%m-%dT%H:%M:%S-01:00')))
+        self.assertEqual(len(res), 7)
 
     def test_form_prefs_hints_disco(self):
         alice, bob = self.pair()
