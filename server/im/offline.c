@@ -117,15 +117,13 @@ static void on_put(void *ud, int err)
     free(p);
 }
 
+/* XEP-0082 DateTime of now, UTC, with milliseconds. */
 static void utc_stamp(char *buf, size_t len)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    /* XEP-0082 DateTime, UTC, with milliseconds. */
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03dZ", (int)(ts.tv_nsec / 1000000L) % 1000);
+    module_datetime_format((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                           buf, len);
 }
 
 static module_result_t offline_message(module_call_t *c)

@@ -358,7 +358,9 @@ static void archive_one(mam_state_t *st, archive_job_t *j, const char *owner,
                         const char *peer_bare, const jid_t *peer, bool outgoing,
                         const char *sid, const xml_node_t *el, bool roster)
 {
-    roster_check_t *rc = xcalloc(1, sizeof(*rc));
+    /* Kept past the call only when it waits for the roster. */
+    roster_check_t now = {0};
+    roster_check_t *rc = roster ? xcalloc(1, sizeof(*rc)) : &now;
     if (xml_serialize(el, NULL, &rc->stanza) < 0)
         xalloc_fail(rc->stanza.cap);
     const char *at = strchr(owner, '@');
@@ -384,8 +386,7 @@ static void archive_one(mam_state_t *st, archive_job_t *j, const char *owner,
     } else {
         store_archive_put(st->store, rc->domain, rc->node, &rc->it, on_archived,
                           j);
-        buf_free(&rc->stanza);
-        free(rc);
+        buf_free(&rc->stanza); /* the store copied the item */
     }
     if (++st->archived % EXPIRE_EVERY == 0)
         expire(st);
